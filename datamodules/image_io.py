@@ -1,0 +1,128 @@
+"""Reading and writing greyscale radiographs as float32 arrays in [0, 1].
+
+Every image read here carries an :class:`ImageInfo` that says how it was stored, so an output can
+be written back in the same bit depth.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from datamodules.atomic import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be read as a greyscale radiograph; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """How an image was stored: enough to write a result back in the same form."""
+
+    bit_depth: int  # 8 or 16
+    suffix: str  # lower-case file suffix, e.g. ".png"
+
+    @property
+    def max_value(self) -> int:
+        return (1 << self.bit_depth) - 1
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_grey_array(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
+    mode = image.mode
+    if mode in ("L", "P", "LA", "RGB", "RGBA"):
+        if mode == "P":
+            image = image.convert("RGB")
+            mode = "RGB"
+        array = np.asarray(image)
+        if array.ndim == 3:
+            colour = array[..., :3] if mode in ("RGB", "RGBA") else array[..., :1]
+            if not (colour == colour[..., :1]).all():
+                raise ImageReadError(f"{path}: colour image ({mode}); only greyscale radiographs are supported")
+            warnings.warn(f"{path}: stored as {mode} but grey; using one channel", stacklevel=3)
+            array = colour[..., 0]
+        return array.astype(np.uint8, copy=False), 8
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise ImageReadError(f"{path}: pixel values outside the 16-bit range")
+        return array.astype(np.uint16), 16
+    raise ImageReadError(f"{path}: unsupported image mode {mode!r} (need 8- or 16-bit greyscale)")
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
+    """Read a PNG or JPEG radiograph.
+
+    Returns:
+        ``(array, info)``: ``array`` is float32 of shape (H, W) in [0, 1] (8-bit divided by 255,
+        16-bit by 65535); ``info`` records the stored bit depth and suffix.
+
+    Raises:
+        ImageReadError: the file is missing, truncated, not an image, colour, or of another bit depth.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            raw, bit_depth = _to_grey_array(image, path)
+    except ImageReadError:
+        raise
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: cannot read image ({err})") from err
+    scale = np.float32((1 << bit_depth) - 1)
+    return raw.astype(np.float32) / scale, ImageInfo(bit_depth=bit_depth, suffix=path.suffix.lower())
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) from the header alone; raises :class:`ImageReadError` naming the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: cannot read image ({err})") from err
+    return height, width
+
+
+def to_stored(array: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Clip a [0, 1] float array and round it to the integer type of ``bit_depth``."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"unsupported bit depth {bit_depth}; use 8 or 16")
+    max_value = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.rint(np.clip(array, 0.0, 1.0) * max_value).astype(dtype)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, info: ImageInfo | None = None) -> Path:
+    """Write a (H, W) float image in [0, 1] to ``path`` in the stored form ``info`` describes.
+
+    The file is written under a temporary name in the same folder and renamed, so an interrupted
+    write never leaves a truncated image. JPEG is written at quality 100 (8-bit only); PNG is lossless.
+    """
+    path = Path(path)
+    bit_depth = info.bit_depth if info is not None else 8
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: cannot write {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if suffix in (".jpg", ".jpeg") and bit_depth != 8:
+        raise ValueError(f"{path}: JPEG holds 8-bit data only, got {bit_depth}-bit")
+    stored = to_stored(np.asarray(array, dtype=np.float32), bit_depth)
+    image = Image.fromarray(stored)
+    if suffix == ".png":
+        return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=100, subsampling=0))

@@ -1,0 +1,78 @@
+"""Config helpers shared by the entry points: resolvers, early validation, saving the resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.atomic import atomic_write_text
+from lightning_modules.losses import LOSSES
+from lightning_modules.optim import check_optim_config
+
+
+def best_cpu_precision() -> str:
+    """``"bf16-mixed"`` where the CPU runs bf16 natively (oneDNN says so), else ``"32-true"``."""
+    try:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16-mixed" if native else "32-true"
+
+
+def register_resolvers() -> None:
+    """Register the ``${best_cpu_precision:}`` resolver used by ``conf/trainer/cpu.yaml``."""
+    if not OmegaConf.has_resolver("best_cpu_precision"):
+        OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
+
+
+def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return
+    if value is None or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{key} must be a positive number, got {value!r}")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Fail fast, naming the key, on values that would only break later (after minutes of work)."""
+    check_optim_config(OmegaConf.to_container(cfg.optim, resolve=True))
+    for key in ("optim.lr", "data.batch_size"):
+        _positive(cfg, key)
+    _positive(cfg, "data.patch_size", allow_none=True)
+    if cfg.loss.get("name") not in LOSSES:
+        raise ValueError(f"loss.name={cfg.loss.get('name')!r} is unknown; choose one of {sorted(LOSSES)}")
+    patch = cfg.data.get("patch_size")
+    if patch is not None and patch % 32:
+        raise ValueError(f"data.patch_size={patch} must be a multiple of 32 (the network's downsampling factor)")
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs != -1 and max_epochs < 1:
+        raise ValueError(f"trainer.max_epochs must be >= 1 (or -1 for no limit), got {max_epochs}")
+
+
+def ensure_writable_dir(path: str | Path, key: str) -> Path:
+    """Create ``path`` if needed and check it can be written; the error names ``key`` and the path."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"{key}: cannot write to {path} ({err.strerror})") from err
+    return path
+
+
+def save_run_config(cfg: DictConfig, path: str | Path, overrides: dict[str, Any] | None = None) -> Path:
+    """Save the fully resolved config (without Hydra's own node) as YAML, atomically."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    for dotted, value in (overrides or {}).items():
+        node = container
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(container)))

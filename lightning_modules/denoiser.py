@@ -1,0 +1,145 @@
+"""``LitDenoiser``: the LightningModule that trains and evaluates :class:`DenoisingUnet`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+
+from lightning_modules.losses import build_loss
+from lightning_modules.metrics import METRIC_NAMES, image_metrics
+from lightning_modules.model import DenoisingUnet
+from lightning_modules.optim import build_optimizers, check_optim_config, trainable
+
+DEFAULT_LOSS = {"name": "l1"}
+DEFAULT_OPTIM = {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine"}
+
+
+class StageMetrics(nn.Module):
+    """Means over images of PSNR/SSIM/MSE for the model output and for the noisy input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.means = nn.ModuleDict(
+            {f"{name}{suffix}": MeanMetric() for name in METRIC_NAMES for suffix in ("", "_noisy")}
+        )
+
+    def update(self, pred: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
+        for suffix, source in (("", pred), ("_noisy", low)):
+            for name, values in image_metrics(source, high).items():
+                self.means[f"{name}{suffix}"].update(values)
+
+    def compute(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}/{key}": metric.compute() for key, metric in self.means.items()}
+
+    def reset(self) -> None:
+        for metric in self.means.values():
+            metric.reset()
+
+
+class LitDenoiser(L.LightningModule):
+    """Trains a :class:`DenoisingUnet` on ``{"low", "high"}`` batches.
+
+    All arguments are plain values (strings, numbers, dicts of them), saved with
+    ``save_hyperparameters`` so a checkpoint rebuilds the model on its own and loads with
+    ``torch.load(weights_only=True)``.
+
+    Args:
+        encoder_name, encoder_weights, residual, decoder_attention_type, decoder_channels:
+            passed to :class:`DenoisingUnet`.
+        channels_last: run the network in channels-last memory format (faster on CPU and GPU).
+        loss: ``{"name": "l1" | "mse" | "charbonnier" | "ssim_l1", **params}``.
+        optim: ``{"name": "adam" | "adamw", "lr", "weight_decay", "scheduler", ...}``.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        encoder_weights: str | None = None,
+        residual: bool = False,
+        decoder_attention_type: str | None = None,
+        decoder_channels: list[int] | tuple[int, ...] = (256, 128, 64, 32, 16),
+        channels_last: bool = False,
+        loss: dict[str, Any] | None = None,
+        optim: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        loss = dict(loss or DEFAULT_LOSS)
+        optim = dict(optim or DEFAULT_OPTIM)
+        check_optim_config(optim)
+        decoder_channels = [int(c) for c in decoder_channels]
+        self.save_hyperparameters(
+            {
+                "encoder_name": encoder_name,
+                "encoder_weights": encoder_weights,
+                "residual": bool(residual),
+                "decoder_attention_type": decoder_attention_type,
+                "decoder_channels": decoder_channels,
+                "channels_last": bool(channels_last),
+                "loss": loss,
+                "optim": optim,
+            }
+        )
+        self.net = DenoisingUnet(
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            residual=residual,
+            decoder_attention_type=decoder_attention_type,
+            decoder_channels=decoder_channels,
+        )
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(**loss)
+        self.val_metrics = StageMetrics()
+        self.test_metrics = StageMetrics()
+        self.val_psnr_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        pred = self(batch["low"])
+        loss = self.loss_fn(pred.float(), batch["high"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(pred))
+        return loss
+
+    def on_train_start(self) -> None:
+        # The sanity check must not count as a best score.
+        self.val_psnr_best.reset()
+
+    def _eval_step(self, batch: dict[str, Any], stage: str, metrics: StageMetrics) -> dict[str, torch.Tensor]:
+        pred = self(batch["low"]).float()
+        loss = self.loss_fn(pred, batch["high"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(pred))
+        metrics.update(pred, batch["low"], batch["high"])
+        return {"pred": pred.detach().clamp(0.0, 1.0)}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute("val")
+        self.val_metrics.reset()
+        self.val_psnr_best.update(values["val/psnr"])
+        values["val/psnr_best"] = self.val_psnr_best.compute()
+        self.log("val/psnr", values.pop("val/psnr"), prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute("test")
+        self.test_metrics.reset()
+        self.log_dict(values, sync_dist=True)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self(batch["low"]).float().clamp(0.0, 1.0)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return build_optimizers(trainable(self), self.hparams.optim, int(self.trainer.estimated_stepping_batches))

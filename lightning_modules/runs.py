@@ -1,0 +1,53 @@
+"""Finding training runs and their checkpoints under the log folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RUN_CONFIG = "run_config.yaml"  # the resolved config every training run saves in its folder
+CHECKPOINT_DIR = "checkpoints"
+NAMED_CHECKPOINTS = {"best": "best.ckpt", "last": "last.ckpt"}
+
+
+def find_runs(log_dir: str | os.PathLike) -> list[Path]:
+    """Every training run folder under ``log_dir`` (single runs and multirun jobs), oldest first."""
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        return []
+    runs = [p.parent for p in log_dir.rglob(RUN_CONFIG)]
+    return sorted(runs, key=lambda run: (run / RUN_CONFIG).stat().st_mtime)
+
+
+def resolve_checkpoint(ckpt: str, run: str | None, log_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """Turn ``ckpt=best|last|<path>`` and an optional ``run=<folder>`` into ``(checkpoint, run folder)``.
+
+    ``best``/``last`` without ``run`` mean the most recent run under ``log_dir`` that has that
+    checkpoint. A path may point anywhere; its run folder is found when it sits in one.
+    """
+    if ckpt in NAMED_CHECKPOINTS:
+        filename = NAMED_CHECKPOINTS[ckpt]
+        if run is not None:
+            run_dir = Path(run)
+            if not (run_dir / RUN_CONFIG).is_file():
+                raise FileNotFoundError(f"run={run}: not a training run folder (no {RUN_CONFIG})")
+            path = run_dir / CHECKPOINT_DIR / filename
+            if not path.is_file():
+                raise FileNotFoundError(f"run={run}: has no {CHECKPOINT_DIR}/{filename} (ckpt={ckpt})")
+            return path, run_dir
+        candidates = [r for r in find_runs(log_dir) if (r / CHECKPOINT_DIR / filename).is_file()]
+        if not candidates:
+            raise FileNotFoundError(
+                f"ckpt={ckpt}: no training run with {CHECKPOINT_DIR}/{filename} under {Path(log_dir).resolve()}; "
+                "train first or pass ckpt=/path/to/file.ckpt"
+            )
+        return candidates[-1] / CHECKPOINT_DIR / filename, candidates[-1]
+    path = Path(ckpt).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt={ckpt}: file not found (use best, last or a path to a .ckpt)")
+    if run is not None:
+        return path, Path(run)
+    for parent in path.resolve().parents:
+        if (parent / RUN_CONFIG).is_file():
+            return path, parent
+    return path, None

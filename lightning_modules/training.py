@@ -1,0 +1,84 @@
+"""``train(cfg)``: build data, model, callbacks, loggers and trainer from a composed config, fit, test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from lightning_modules.config import check_train_config, ensure_writable_dir, save_run_config
+from lightning_modules.denoiser import LitDenoiser
+from lightning_modules.evaluation import metrics_table
+from lightning_modules.runs import RUN_CONFIG
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "_target_":
+                    walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    for group in ("data", "model", "loss", "optim"):
+        walk(group, container.get(group, {}))
+    flat["seed"] = container.get("seed")
+    flat["trainer.max_epochs"] = container["trainer"].get("max_epochs")
+    flat["trainer.precision"] = str(container["trainer"].get("precision"))
+    return flat
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and, with ``cfg.test``, test the best checkpoint); return the final metrics as floats.
+
+    The run folder ``cfg.paths.output_dir`` receives ``run_config.yaml`` (the resolved config that
+    ``scripts/test.py`` rebuilds from), ``checkpoints/{best,last}.ckpt``, ``checkpoints/best_model.pth``
+    and the TensorBoard events.
+    """
+    check_train_config(cfg)
+    output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # finds every file and checks pairs now, before any training
+    model = LitDenoiser(
+        **OmegaConf.to_container(cfg.model, resolve=True),
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+    )
+    save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
+
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(_flat_hparams(cfg))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = "best" if best and Path(best).is_file() else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+        metrics.update(test_metrics)
+        if trainer.is_global_zero and test_metrics:
+            means = {k.removeprefix("test/"): v for k, v in test_metrics.items()}
+            title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
+            Console().print(metrics_table(means, title=title))
+    return metrics

@@ -1,0 +1,15 @@
+"""Evaluate a trained run: ``python scripts/test.py ckpt=best|last|<path> [run=<run folder>]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_modules.testing import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="test")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Train a denoiser: ``python scripts/train.py [overrides]`` (see ``conf/train.yaml``)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_modules.config import register_resolvers
+from lightning_modules.training import train
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg).get(cfg.get("optimized_metric", "val/psnr_best"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR, compose_config
+
+REPO = Path(__file__).resolve().parents[1]
+GROUPS = ["data", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override", [f"{group}={option}" for group in GROUPS for option in _options(group)]
+)
+def test_every_option_composes_and_resolves(override):
+    cfg = compose_config("train", [override], hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["trainer"]["max_epochs"] >= 1
+    assert resolved["loss"]["name"] in {"l1", "mse", "charbonnier", "ssim_l1"}
+
+
+def test_each_group_has_options():
+    for group in GROUPS:
+        assert _options(group), group
+
+
+def test_test_config_composes():
+    cfg = compose_config("test", ["ckpt=last", "run=somewhere"])
+    assert cfg.ckpt == "last" and cfg.run == "somewhere" and cfg.split == "test"
+
+
+def test_seed_reproduction_is_the_original_recipe():
+    cfg = compose_config("train", ["experiment=seed_reproduction"])
+    assert cfg.loss.name == "l1" and cfg.optim.name == "adam" and cfg.optim.lr == pytest.approx(1e-4)
+    assert cfg.data.batch_size == 4 and cfg.trainer.max_epochs == 20
+    assert cfg.data._target_.endswith("PairedDataModule")
+
+
+def test_bad_overrides_fail_with_hydra_messages():
+    with pytest.raises(MissingConfigException, match="loss/huber"):
+        compose_config("train", ["loss=huber"])
+    with pytest.raises(ConfigCompositionException, match="optim.lrr"):
+        compose_config("train", ["optim.lrr=1"])
+
+
+def test_cli_prints_config_and_rejects_unknown_key():
+    ok = subprocess.run(
+        [sys.executable, "scripts/train.py", "--cfg", "job", "loss=mse", "optim.lr=3e-4"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    printed = OmegaConf.create(ok.stdout)
+    assert printed.loss.name == "mse" and printed.optim.lr == pytest.approx(3e-4)
+    bad = subprocess.run(
+        [sys.executable, "scripts/train.py", "--cfg", "job", "optim.lrr=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode != 0
+    assert "Could not override 'optim.lrr'" in bad.stderr

@@ -1,0 +1,127 @@
+"""End to end on tiny data: train(cfg) → checkpoints and TensorBoard → test.py's evaluate(cfg)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from conftest import compose_config, make_paired_dataset, tiny_train_config
+from lightning_modules.testing import evaluate
+from lightning_modules.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _read16(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path)).astype(np.float64) / 65535.0
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_paired_dataset(root / "dataset", {"train": 4, "val": 2, "test": 3})
+    run_dir = root / "logs" / "train" / "runs" / "run1"
+    cfg = tiny_train_config(run_dir, ["data=pairs", f"data.root={data}"])
+    metrics = train(cfg)
+    return run_dir, data, metrics
+
+
+def test_train_writes_checkpoints_events_and_config(trained_run):
+    run_dir, _, metrics = trained_run
+    ckpts = run_dir / "checkpoints"
+    assert (ckpts / "best.ckpt").is_file() and (ckpts / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "run_config.yaml").is_file()
+    for key in ("val/psnr", "val/ssim", "test/psnr", "test/psnr_noisy", "test/ssim", "test/mse"):
+        assert np.isfinite(metrics[key]), key
+    # Plain values only: loads with weights_only=True, without Lightning's help.
+    checkpoint = torch.load(ckpts / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["encoder_name"] == "resnet18"
+    weights = torch.load(ckpts / "best_model.pth", weights_only=True)
+    assert weights["hparams"]["loss"] == {"name": "l1"} and "val/psnr" in weights
+
+
+def test_tensorboard_has_curves_lr_and_image_grid(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _, _ = trained_run
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "val/loss", "val/psnr", "val/ssim", "lr-AdamW"} <= scalars
+    assert "val/low_denoised_high" in events.Tags()["images"]
+
+
+def test_test_script_finds_best_and_matches_scikit_image(trained_run):
+    run_dir, data, _ = trained_run
+    cfg = compose_config("test", [f"paths.log_dir={run_dir.parents[2]}", "ckpt=best", "device=cpu"])
+    summary = evaluate(cfg)
+    assert Path(summary["checkpoint"]) == (run_dir / "checkpoints" / "best.ckpt").resolve()
+    results = run_dir / "results"
+    rows = list(csv.DictReader((results / "metrics.csv").open()))
+    assert [r["file"] for r in rows] == ["img_0.png", "img_1.png", "img_2.png"]
+    for row in rows:
+        high = _read16(data / "test" / "high" / row["file"])
+        denoised = _read16(results / "images" / row["file"])  # written 16-bit, like the input
+        low = _read16(data / "test" / "low" / row["file"])
+        assert abs(float(row["psnr"]) - peak_signal_noise_ratio(high, denoised, data_range=1.0)) < 0.01
+        assert abs(float(row["psnr_noisy"]) - peak_signal_noise_ratio(high, low, data_range=1.0)) < 0.01
+    saved = json.loads((results / "summary.json").read_text())
+    mean_psnr = np.mean([float(r["psnr"]) for r in rows])
+    assert saved["metrics"]["psnr"]["mean"] == pytest.approx(mean_psnr, abs=1e-4)
+
+
+def test_test_script_last_and_explicit_path(trained_run, tmp_path):
+    run_dir, _, _ = trained_run
+    last = compose_config("test", [f"run={run_dir}", "ckpt=last", f"results_dir={tmp_path / 'last'}"])
+    assert Path(evaluate(last)["checkpoint"]).name == "last.ckpt"
+    path = run_dir / "checkpoints" / "best.ckpt"
+    explicit = compose_config("test", [f"ckpt={path}", f"results_dir={tmp_path / 'explicit'}", "write_images=false"])
+    summary = evaluate(explicit)
+    assert summary["images"] == 3 and not (tmp_path / "explicit" / "images").exists()
+
+
+def test_test_script_without_runs_says_so(tmp_path):
+    cfg = compose_config("test", [f"paths.log_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="ckpt=best: no training run"):
+        evaluate(cfg)
+
+
+def test_bad_values_are_refused_before_work(tmp_path, paired_root):
+    for override, message in [
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("data.patch_size=48", "multiple of 32"),
+        ("data.patch_size=-32", "data.patch_size must be a positive number"),
+    ]:
+        cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={paired_root}", override])
+        with pytest.raises(ValueError, match=message):
+            train(cfg)
+    cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(Exception, match="data.root: folder not found"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path, paired_root):
+    result = subprocess.run(
+        [
+            sys.executable, "scripts/train.py", "-m", "debug=fast", "loss=l1,mse", "data=pairs",
+            f"data.root={paired_root}", "data.patch_size=32", "data.batch_size=2", f"paths.log_dir={tmp_path}",
+            "~callbacks.progress_bar", "+trainer.enable_progress_bar=false", "test=false",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in tmp_path.glob("train/multiruns/*/*/run_config.yaml"))
+    assert [j.name for j in jobs] == ["0_debug=fast,loss=l1", "1_debug=fast,loss=mse"]
+    for job in jobs:
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
