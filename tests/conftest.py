@@ -74,7 +74,7 @@ def tiny_train_config(output_dir: Path, overrides: list[str] | None = None) -> D
             "trainer.log_every_n_steps=1",
             "trainer.enable_model_summary=false",
             "~callbacks.progress_bar",
-            "+trainer.enable_progress_bar=false",
+            "trainer.enable_progress_bar=false",
             *(overrides or []),
         ],
     )
