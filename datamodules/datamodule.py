@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import lightning as L
+from omegaconf import ListConfig
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.datasets import PairedImageDataset, SimulatedPairDataset
 from datamodules.degradation import AffineGaussianDegradation
+from datamodules.dose import DoseSpec, check_dose
 from datamodules.image_io import image_size
 from datamodules.pairing import DatasetLayoutError, find_clean_images, find_pairs
 
@@ -133,41 +136,79 @@ class PairedDataModule(_DenoisingDataModule):
 
 
 class SimulatedDataModule(_DenoisingDataModule):
-    """Clean images in ``root/{train,val,test}/`` with low-dose inputs simulated on the fly.
+    """Clean images with low-dose inputs simulated on the fly by a noise model at a dose.
 
+    ``root`` is either a folder with ``train/``, ``val/`` and ``test/`` subfolders of clean images,
+    or one flat folder of clean images, split by a stable hash of each file name
+    (``val_fraction``/``test_fraction``), so adding images never moves the others between splits.
     ``root=None`` uses the radiographs embedded in the package (see ``sample_data/CREDITS.md``).
-    Validation and test noise is fixed by ``seed`` so every epoch and run sees the same inputs.
+
+    Args:
+        noise: the low-dose model, any object with ``simulate(clean, dose, generator)``
+            (``None``: :class:`AffineGaussianDegradation` with its measured defaults).
+        dose: dose fraction (1 = full dose), or ``[low, high]`` to train one dose-blind model on
+            log-uniformly drawn doses.
+        seed: fixes validation and test noise (and their doses) per image, for every epoch and run.
     """
 
     def __init__(
         self,
         root: str | None = None,
-        gain: float = 0.585,
-        offset: float = 12.2 / 255,
-        sigma: float = 11.8 / 255,
-        quantize_bits: int | None = 8,
+        noise=None,
+        dose: DoseSpec = 1.0,
         seed: int = 1234,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         **kwargs,
     ) -> None:
         super().__init__(str(SAMPLE_ROOT) if root is None else root, **kwargs)
-        self.degradation = AffineGaussianDegradation(gain=gain, offset=offset, sigma=sigma, quantize_bits=quantize_bits)
+        self.noise = AffineGaussianDegradation() if noise is None else noise
+        if not callable(getattr(self.noise, "simulate", None)):
+            raise TypeError(f"data.noise must have a simulate(clean, dose, generator) method, got {self.noise!r}")
+        self.dose = check_dose(dose if not isinstance(dose, ListConfig) else list(dose))
         self.seed = int(seed)
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self._images: dict[str, list[Path]] = {}
 
     def _files(self, split: str) -> list[Path]:
         if split not in self._images:
-            self._images[split] = find_clean_images(self.root / split)
+            if (self.root / "train").is_dir():
+                self._images[split] = find_clean_images(self.root / split)
+            else:
+                self._images[split] = self._flat_split(split)
         return self._images[split]
+
+    def _flat_split(self, split: str) -> list[Path]:
+        images = find_clean_images(self.root)
+        chosen = [p for p in images if _hash_split(p.name, self.val_fraction, self.test_fraction) == split]
+        if not chosen:
+            raise DatasetLayoutError(
+                f"{self.root}: no images fall in the {split} split ({len(images)} images; "
+                f"data.val_fraction={self.val_fraction}, data.test_fraction={self.test_fraction})"
+            )
+        return chosen
 
     def _build(self, split: str, train: bool) -> Dataset:
         # Different seed offsets keep val and test noise independent of each other.
         eval_seed = self.seed + (1_000_000 if split == "test" else 0)
         return SimulatedPairDataset(
             self._files(split),
-            self.degradation,
+            self.noise,
+            dose=self.dose,
             patch_size=self.patch_size if train else None,
             augment=self.augment and train,
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
             seed=None if train else eval_seed,
         )
+
+
+def _hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
+    position = zlib.crc32(name.encode("utf-8")) / 2**32
+    if position < val_fraction:
+        return "val"
+    if position < val_fraction + test_fraction:
+        return "test"
+    return "train"

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.degradation import AffineGaussianDegradation
+from datamodules.dose import DoseSpec, sample_dose
 from datamodules.image_io import ImageInfo, read_image
 from datamodules.pairing import ImagePair
 from datamodules.patches import random_aligned_crop, random_dihedral
@@ -82,7 +82,8 @@ class SimulatedPairDataset(Dataset):
 
     Args:
         images: clean (high-dose) image files.
-        degradation: any object with ``simulate(clean, generator) -> noisy``.
+        degradation: any object with ``simulate(clean, dose, generator) -> noisy``.
+        dose: a dose fraction, or ``(low, high)`` to draw one log-uniformly per sample (dose-blind).
         patch_size, augment, patches_per_image, cache: as in :class:`PairedImageDataset`.
         seed: ``None`` draws fresh noise every time (training); an integer fixes the noise of image
             ``i`` to ``seed + i`` so every epoch and every run sees the same noisy images (val/test).
@@ -91,7 +92,8 @@ class SimulatedPairDataset(Dataset):
     def __init__(
         self,
         images: list[Path],
-        degradation: AffineGaussianDegradation,
+        degradation,
+        dose: DoseSpec = 1.0,
         patch_size: int | None = None,
         augment: bool = False,
         patches_per_image: int = 1,
@@ -100,6 +102,7 @@ class SimulatedPairDataset(Dataset):
     ) -> None:
         self.images = images
         self.degradation = degradation
+        self.dose = dose
         self.patch_size = patch_size
         self.augment = augment
         self.patches_per_image = patches_per_image
@@ -115,5 +118,6 @@ class SimulatedPairDataset(Dataset):
         clean, info = self._cache.load(path)
         (high,) = _augment([clean], self.patch_size, self.augment, str(path))
         generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + index)
-        low = self.degradation.simulate(high, generator=generator)
-        return {"low": low, "high": high, "name": path.name, "bit_depth": info.bit_depth}
+        dose = sample_dose(self.dose, generator)
+        low = self.degradation.simulate(high, dose, generator)
+        return {"low": low, "high": high, "name": path.name, "bit_depth": info.bit_depth, "dose": dose}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -12,6 +14,7 @@ class AffineGaussianDegradation:
 
     with the defaults ``g = 0.585``, ``b = 12.2/255`` and ``σ = 11.8/255`` measured on ``cxr-pairs``
     (darker, lower-contrast and noisy), optionally rounded to ``quantize_bits`` like a stored image.
+    At a dose fraction ``d`` other than 1 the noise becomes ``σ / sqrt(d)`` (quantum-noise scaling).
 
     Args:
         gain: multiplicative intensity change ``g``.
@@ -21,7 +24,7 @@ class AffineGaussianDegradation:
 
     Example:
         >>> clean = torch.full((1, 8, 8), 0.5)
-        >>> noisy = AffineGaussianDegradation().simulate(clean, generator=torch.Generator().manual_seed(0))
+        >>> noisy = AffineGaussianDegradation().simulate(clean, 1.0, torch.Generator().manual_seed(0))
         >>> noisy.shape
         torch.Size([1, 8, 8])
     """
@@ -42,10 +45,15 @@ class AffineGaussianDegradation:
         self.sigma = float(sigma)
         self.quantize_bits = quantize_bits
 
-    def simulate(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def simulate(
+        self, clean: torch.Tensor, dose: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Degrade ``clean`` (any shape, values in [0, 1]); ``generator`` fixes the noise."""
+        if not dose > 0:
+            raise ValueError(f"dose must be > 0, got {dose}")
         noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
-        noisy = (self.gain * clean + self.offset + self.sigma * noise).clamp_(0.0, 1.0)
+        sigma = self.sigma / math.sqrt(dose)
+        noisy = (self.gain * clean + self.offset + sigma * noise).clamp_(0.0, 1.0)
         if self.quantize_bits is not None:
             levels = float((1 << self.quantize_bits) - 1)
             noisy = torch.round(noisy * levels) / levels

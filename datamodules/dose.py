@@ -104,7 +104,22 @@ class GaussianNoiseModel:
         return out.clamp_(0.0, 1.0) if self.clip else out
 
 
-def sample_dose(dose: float | tuple[float, float], generator: torch.Generator | None = None) -> float:
+DoseSpec = float | tuple[float, float] | list[float]
+
+
+def check_dose(dose: DoseSpec, key: str = "data.dose") -> DoseSpec:
+    """Validate a dose or a ``[low, high]`` range (0 < low <= high); the error names ``key``."""
+    if isinstance(dose, (int, float)):
+        if not dose > 0:
+            raise ValueError(f"{key} must be > 0, got {dose}")
+        return float(dose)
+    values = [float(v) for v in dose]
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
+        raise ValueError(f"{key} must be a dose > 0 or a range [low, high] with 0 < low <= high, got {list(dose)}")
+    return (values[0], values[1])
+
+
+def sample_dose(dose: DoseSpec, generator: torch.Generator | None = None) -> float:
     """A fixed dose, or a log-uniform draw from ``(low, high)`` for dose-blind training."""
     if isinstance(dose, (int, float)):
         return float(dose)

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf, open_dict
 from conftest import CONF_DIR, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ["data", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug"]
+GROUPS = ["data", "data/noise", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug"]
 
 
 def _options(group: str) -> list[str]:
