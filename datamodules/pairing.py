@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +22,19 @@ class ImagePair:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files (PNG/JPEG) directly inside ``folder``, sorted by name."""
+    """Image files (PNG, JPEG, TIFF, DICOM) directly inside ``folder``, sorted by name.
+
+    Other files are skipped with one summary warning per folder; hidden files silently.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetLayoutError(f"{folder}: folder not found")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    skipped = sorted(p.name for p in files if not is_image_file(p))
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f", ... ({len(skipped) - 5} more)" if len(skipped) > 5 else "")
+        warnings.warn(f"{folder}: skipped {len(skipped)} non-image file(s): {shown}", stacklevel=2)
+    return sorted(p for p in files if is_image_file(p))
 
 
 def find_pairs(split_dir: str | os.PathLike, check_sizes: bool = True) -> list[ImagePair]:
