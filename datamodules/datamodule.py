@@ -32,8 +32,12 @@ class _DenoisingDataModule(L.LightningDataModule):
         num_workers: int = 0,
         cache: bool = False,
         eval_batch_size: int = 1,
+        min_foreground: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= float(min_foreground) <= 1.0:
+            raise ValueError(f"data.min_foreground must be in [0, 1], got {min_foreground}")
+        self.min_foreground = float(min_foreground)
         for key, value in (("batch_size", batch_size), ("patches_per_image", patches_per_image),
                            ("eval_batch_size", eval_batch_size)):
             if int(value) < 1:
@@ -132,6 +136,7 @@ class PairedDataModule(_DenoisingDataModule):
             augment=self.augment and train,
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
+            min_foreground=self.min_foreground,
         )
 
 
@@ -202,6 +207,7 @@ class SimulatedDataModule(_DenoisingDataModule):
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
             seed=None if train else eval_seed,
+            min_foreground=self.min_foreground,
         )
 
 

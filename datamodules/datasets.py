@@ -1,4 +1,8 @@
-"""Datasets yielding ``{"low", "high", "name"}`` samples of shape (1, H, W), float32 in [0, 1]."""
+"""Datasets yielding ``{"low", "high", "name", "source"}`` samples; images (1, H, W), float32 in [0, 1].
+
+``source`` is the file whose format a denoised result is written back in (the low-dose input of a
+real pair, the clean image of a simulated one).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datamodules.dose import DoseSpec, sample_dose
-from datamodules.image_io import ImageInfo, read_image
+from datamodules.image_io import read_image
 from datamodules.pairing import ImagePair
 from datamodules.patches import random_aligned_crop, random_dihedral
 
@@ -16,25 +20,26 @@ Sample = dict[str, torch.Tensor | str | int]
 
 
 class _ImageCache:
-    """Reads images as (1, H, W) tensors with their :class:`ImageInfo`, kept in memory when ``enabled``."""
+    """Reads images as (1, H, W) tensors, kept in memory when ``enabled``."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._store: dict[Path, tuple[torch.Tensor, ImageInfo]] = {}
+        self._store: dict[Path, torch.Tensor] = {}
 
-    def load(self, path: Path) -> tuple[torch.Tensor, ImageInfo]:
+    def load(self, path: Path) -> torch.Tensor:
         if path in self._store:
             return self._store[path]
-        array, info = read_image(path)
-        entry = (torch.from_numpy(array).unsqueeze(0), info)
+        tensor = torch.from_numpy(read_image(path)[0]).unsqueeze(0)
         if self.enabled:
-            self._store[path] = entry
-        return entry
+            self._store[path] = tensor
+        return tensor
 
 
-def _augment(images: list[torch.Tensor], patch_size: int | None, augment: bool, name: str) -> list[torch.Tensor]:
+def _augment(
+    images: list[torch.Tensor], patch_size: int | None, augment: bool, name: str, min_foreground: float = 0.0
+) -> list[torch.Tensor]:
     if patch_size is not None:
-        images = random_aligned_crop(images, patch_size, name=name)
+        images = random_aligned_crop(images, patch_size, name=name, min_foreground=min_foreground)
     if augment:
         images = random_dihedral(images)
     return images
@@ -49,6 +54,8 @@ class PairedImageDataset(Dataset):
         augment: apply a random flip/90° rotation.
         patches_per_image: how many samples each image gives per epoch.
         cache: keep decoded images in memory (for small datasets).
+        min_foreground: redraw patches whose clean image is more than ``1 - min_foreground``
+            background (pixels at or below 0.05).
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class PairedImageDataset(Dataset):
         augment: bool = False,
         patches_per_image: int = 1,
         cache: bool = False,
+        min_foreground: float = 0.0,
     ) -> None:
         self.pairs = pairs
+        self.min_foreground = min_foreground
         self.patch_size = patch_size
         self.augment = augment
         self.patches_per_image = patches_per_image
@@ -70,11 +79,11 @@ class PairedImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         pair = self.pairs[index // self.patches_per_image]
-        (low, info), (high, _) = self._cache.load(pair.low), self._cache.load(pair.high)
+        low, high = self._cache.load(pair.low), self._cache.load(pair.high)
         if low.shape != high.shape:
             raise ValueError(f"{pair.low}: size {tuple(low.shape[-2:])} differs from {pair.high} {tuple(high.shape[-2:])}")
-        low, high = _augment([low, high], self.patch_size, self.augment, str(pair.low))
-        return {"low": low, "high": high, "name": pair.name, "bit_depth": info.bit_depth}
+        low, high = _augment([low, high], self.patch_size, self.augment, str(pair.low), self.min_foreground)
+        return {"low": low, "high": high, "name": pair.name, "source": str(pair.low)}
 
 
 class SimulatedPairDataset(Dataset):
@@ -84,7 +93,7 @@ class SimulatedPairDataset(Dataset):
         images: clean (high-dose) image files.
         degradation: any object with ``simulate(clean, dose, generator) -> noisy``.
         dose: a dose fraction, or ``(low, high)`` to draw one log-uniformly per sample (dose-blind).
-        patch_size, augment, patches_per_image, cache: as in :class:`PairedImageDataset`.
+        patch_size, augment, patches_per_image, cache, min_foreground: as in :class:`PairedImageDataset`.
         seed: ``None`` draws fresh noise every time (training); an integer fixes the noise of image
             ``i`` to ``seed + i`` so every epoch and every run sees the same noisy images (val/test).
     """
@@ -99,8 +108,10 @@ class SimulatedPairDataset(Dataset):
         patches_per_image: int = 1,
         cache: bool = False,
         seed: int | None = None,
+        min_foreground: float = 0.0,
     ) -> None:
         self.images = images
+        self.min_foreground = min_foreground
         self.degradation = degradation
         self.dose = dose
         self.patch_size = patch_size
@@ -115,9 +126,8 @@ class SimulatedPairDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         image_index = index // self.patches_per_image
         path = self.images[image_index]
-        clean, info = self._cache.load(path)
-        (high,) = _augment([clean], self.patch_size, self.augment, str(path))
+        (high,) = _augment([self._cache.load(path)], self.patch_size, self.augment, str(path), self.min_foreground)
         generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + index)
         dose = sample_dose(self.dose, generator)
         low = self.degradation.simulate(high, dose, generator)
-        return {"low": low, "high": high, "name": path.name, "bit_depth": info.bit_depth, "dose": dose}
+        return {"low": low, "high": high, "name": path.name, "source": str(path), "dose": dose}

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.atomic import atomic_write_text
-from datamodules.image_io import ImageInfo, write_image
+from datamodules.image_io import read_image, write_image
 from lightning_modules.metrics import METRIC_NAMES, image_metrics
 
 COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
@@ -31,7 +31,7 @@ def evaluate_dataset(
     """Denoise every sample of ``dataset`` (full images); return one metrics row per image.
 
     With ``image_dir`` the denoised images are written there under their own file names, in the
-    bit depth of the input image.
+    format and bit depth of the input image (DICOM keeps its tags).
     """
     device = torch.device(device)
     net = net.to(device).eval()
@@ -49,7 +49,7 @@ def evaluate_dataset(
         row.update({m: float(model[m][0]) for m in METRIC_NAMES})
         rows.append(row)
         if image_dir is not None:
-            info = ImageInfo(bit_depth=int(batch["bit_depth"][0]), suffix=Path(name).suffix.lower())
+            _, info = read_image(batch["source"][0])  # format, bit depth, polarity and tags of the input
             write_image(Path(image_dir) / name, pred[0, 0].cpu().numpy(), info)
     return rows
 

@@ -63,7 +63,7 @@ def test_paired_datamodule_patches_and_full_images(paired_root):
     assert batch["low"].dtype == torch.float32
     dm.setup("test")
     sample = dm.dataset("test")[0]
-    assert sample["low"].shape == (1, 64, 64) and sample["bit_depth"] == 16
+    assert sample["low"].shape == (1, 64, 64) and sample["source"].endswith("test/low/img_0.png")
 
 
 def test_augmented_patches_stay_aligned(paired_root):

@@ -33,6 +33,7 @@ def write_dicom_file(path, stored, photometric="MONOCHROME2", bits_stored=12, sl
     ds.RescaleSlope = pydicom.valuerep.DSfloat(slope, auto_format=True)
     ds.RescaleIntercept = pydicom.valuerep.DSfloat(intercept, auto_format=True)
     ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
 

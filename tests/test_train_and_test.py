@@ -127,3 +127,30 @@ def test_multirun_writes_one_folder_per_job(tmp_path, paired_root):
     for job in jobs:
         assert (job / "checkpoints" / "last.ckpt").is_file()
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_16bit_dicom_in_16bit_dicom_out_through_the_data_path(trained_run, tmp_path):
+    import pydicom
+
+    from test_tiff_dicom import write_dicom_file
+
+    run_dir, _, _ = trained_run
+    rng = np.random.default_rng(0)
+    for name in ("a.dcm", "b.dcm"):
+        high = (rng.random((48, 40)) * 40000 + 10000).astype(np.uint16)
+        low = np.clip(0.585 * high + 3000 + rng.normal(0, 3000, high.shape), 0, 65535).astype(np.uint16)
+        write_dicom_file(tmp_path / "dicom" / "test" / "high" / name, high, bits_stored=16)
+        write_dicom_file(tmp_path / "dicom" / "test" / "low" / name, low, bits_stored=16, photometric="MONOCHROME1")
+    cfg = compose_config(
+        "test", [f"run={run_dir}", "ckpt=best", f"data_root={tmp_path / 'dicom'}", f"results_dir={tmp_path / 'out'}"]
+    )
+    summary = evaluate(cfg)
+    assert summary["images"] == 2
+    for name in ("a.dcm", "b.dcm"):
+        source = pydicom.dcmread(tmp_path / "dicom" / "test" / "low" / name)
+        result = pydicom.dcmread(tmp_path / "out" / "images" / name)
+        assert result.BitsStored == 16 and result.pixel_array.dtype == np.uint16
+        assert result.pixel_array.shape == (48, 40)
+        assert result.PhotometricInterpretation == "MONOCHROME1"
+        assert result.PatientID == source.PatientID and result.StudyInstanceUID == source.StudyInstanceUID
+        assert result.SOPInstanceUID != source.SOPInstanceUID
