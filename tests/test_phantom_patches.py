@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from datamodules.patches import random_aligned_crop
@@ -26,3 +27,13 @@ def test_background_patches_are_redrawn():
     # One draw has >= 50 % anatomy with p = 9/49 (18 %); ten tries raise that to 1 - 0.82**10 (86 %).
     assert sum(f >= 0.5 for f in plain) < 60
     assert sum(f >= 0.5 for f in picky) > 150
+
+
+def test_loader_throughput_counts_batches(paired_root):
+    from datamodules.datamodule import PairedDataModule
+    from datamodules.throughput import loader_throughput
+
+    dm = PairedDataModule(root=str(paired_root), batch_size=2, patch_size=32, num_workers=0)
+    result = loader_throughput(dm, batches=5, warmup_batches=1)
+    assert result["batches"] == 5 and result["patches_per_s"] > 0
+    assert result["mpix_per_s"] == pytest.approx(result["patches_per_s"] * 32 * 32 / 1e6, rel=1e-6)
