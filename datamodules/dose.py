@@ -28,7 +28,7 @@ class PhysicalDoseModel:
         clip: clip the result to [0, 1].
 
     Example:
-        >>> model = PhysicalDoseModel(I0=1e4, sigma_e=5.0)
+        >>> model = PhysicalDoseModel(I0=2000.0, sigma_e=5.0)
         >>> noisy = model.simulate(torch.full((1, 8, 8), 0.5), dose=0.25, generator=torch.Generator().manual_seed(0))
         >>> noisy.shape
         torch.Size([1, 8, 8])
@@ -36,7 +36,7 @@ class PhysicalDoseModel:
 
     def __init__(
         self,
-        I0: float = 1e4,  # noqa: N803 - the physics symbol
+        I0: float = 2000.0,  # noqa: N803 - the physics symbol
         sigma_e: float = 5.0,
         p_min: float = 0.1,
         p_max: float = 3.0,
