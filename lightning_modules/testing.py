@@ -11,18 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from lightning_modules.checkpoint_io import load_network
+from lightning_modules.devices import pick_device
 from lightning_modules.evaluation import evaluate_dataset, metrics_table, write_results
 from lightning_modules.runs import RUN_CONFIG, resolve_checkpoint
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda: no CUDA device is available (use device=cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device={name!r} is unknown; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

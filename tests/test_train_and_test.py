@@ -154,3 +154,40 @@ def test_16bit_dicom_in_16bit_dicom_out_through_the_data_path(trained_run, tmp_p
         assert result.PhotometricInterpretation == "MONOCHROME1"
         assert result.PatientID == source.PatientID and result.StudyInstanceUID == source.StudyInstanceUID
         assert result.SOPInstanceUID != source.SOPInstanceUID
+
+
+def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, tmp_path):
+    from datamodules.image_io import ImageInfo, read_image, write_image
+    from lightning_modules.denoising import denoise
+
+    run_dir, _, _ = trained_run
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    write_image(inputs / "wide16.png", rng.random((70, 301)), ImageInfo(16, ".png"))
+    write_image(inputs / "photo.jpeg", rng.random((64, 64)), ImageInfo(8, ".jpeg"))
+    (inputs / "notes.txt").write_text("not an image")
+    overrides = [f"input={inputs}", f"output={tmp_path / 'out'}", f"run={run_dir}", "ckpt=best",
+                 "tile=64", "overlap=16", "progress=false"]
+    summary = denoise(compose_config("denoise", overrides))
+    assert summary["images"] == 2 and summary["mpix"] == pytest.approx((70 * 301 + 64 * 64) / 1e6)
+    out, info = read_image(tmp_path / "out" / "wide16.png")
+    assert out.shape == (70, 301) and info.bit_depth == 16
+    assert (tmp_path / "out" / "photo.png").is_file() and not (tmp_path / "out" / "photo.jpeg").exists()
+    assert not list((tmp_path / "out").glob(".*part"))
+    again = denoise(compose_config("denoise", overrides))
+    assert again["images"] == 0 and again["skipped"] == 2
+
+
+def test_denoise_errors_are_clear(tmp_path):
+    from lightning_modules.denoising import denoise
+
+    with pytest.raises(FileNotFoundError, match="input=.*no PNG, JPEG, TIFF or DICOM images"):
+        denoise(compose_config("denoise", [f"input={tmp_path}", f"output={tmp_path / 'o'}"]))
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="ckpt=pretrained: no shipped model"):
+        denoise(compose_config("denoise", [f"input={tmp_path}", f"output={tmp_path / 'o'}"]))
+
+
+def test_denoise_path_does_not_import_lightning():
+    code = "import sys, lightning_modules.denoising; sys.exit('lightning' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120).returncode == 0

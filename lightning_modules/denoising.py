@@ -1,0 +1,106 @@
+"""``denoise(cfg)``: the ``scripts/denoise.py`` logic. Imports no Lightning, so it starts fast."""
+
+from __future__ import annotations
+
+import glob
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from datamodules.image_io import ImageInfo, is_image_file, read_image, write_image
+from lightning_modules.checkpoint_io import load_network
+from lightning_modules.devices import pick_device
+from lightning_modules.runs import resolve_checkpoint
+from lightning_modules.tiling import count_tiles, sliding_window
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.pth"
+
+
+def find_inputs(spec: str) -> list[Path]:
+    """Images named by a file, a folder (its images, not recursive) or a glob pattern."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path)) if is_image_file(p))
+    if not files:
+        raise FileNotFoundError(f"input={spec}: no PNG, JPEG, TIFF or DICOM images found")
+    return files
+
+
+def output_path(source: Path, output_dir: Path, jpeg_as_png: bool) -> Path:
+    """Same file name in ``output_dir``; lossy JPEG becomes PNG unless ``jpeg_as_png`` is false."""
+    if jpeg_as_png and source.suffix.lower() in (".jpg", ".jpeg"):
+        return output_dir / (source.stem + ".png")
+    return output_dir / source.name
+
+
+def checkpoint_for(cfg: DictConfig) -> Path:
+    if str(cfg.ckpt) == "pretrained":
+        if not PRETRAINED.is_file():
+            raise FileNotFoundError(
+                f"ckpt=pretrained: no shipped model at {PRETRAINED} yet; use ckpt=best, ckpt=last or ckpt=/path/to/x.ckpt"
+            )
+        return PRETRAINED
+    return resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
+
+
+def denoise(cfg: DictConfig) -> dict[str, Any]:
+    """Denoise every input image into ``cfg.output``; return counts and throughput."""
+    if str(cfg.precision) not in ("32", "bf16"):
+        raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
+    inputs = find_inputs(str(cfg.input))
+    checkpoint = checkpoint_for(cfg)
+    output_dir = Path(cfg.output).expanduser()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"output={cfg.output}: cannot create the folder ({err.strerror})") from err
+    device = pick_device(str(cfg.device))
+    net, _ = load_network(checkpoint, map_location=device)
+    net = net.to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+
+    jobs = [(src, output_path(src, output_dir, cfg.jpeg_as_png)) for src in inputs]
+    todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]
+    skipped = len(jobs) - len(todo)
+    console = Console(stderr=True)
+    start, pixels = time.perf_counter(), 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, disable=not cfg.progress,
+    ) as progress:
+        files_task = progress.add_task("images", total=len(todo))
+        for source, target in todo:
+            image, info = read_image(source)
+            height, width = image.shape
+            tiles_task = progress.add_task(f"  {source.name}", total=count_tiles(height, width, cfg.tile, cfg.overlap))
+            result = sliding_window(
+                torch.from_numpy(image), net, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
+                device=device, bf16=str(cfg.precision) == "bf16", channels_last=cfg.channels_last,
+                on_tile=lambda n, task=tiles_task: progress.advance(task, n),
+            )
+            if target.suffix.lower() != source.suffix.lower():
+                info = ImageInfo(bit_depth=8, suffix=target.suffix.lower())
+            write_image(target, result.clamp_(0.0, 1.0).numpy(), info)
+            pixels += height * width
+            progress.remove_task(tiles_task)
+            progress.advance(files_task)
+    seconds = time.perf_counter() - start
+    summary = {
+        "images": len(todo), "skipped": skipped, "mpix": pixels / 1e6, "seconds": seconds,
+        "mpix_per_s": pixels / 1e6 / seconds if seconds > 0 else 0.0,
+    }
+    console.print(
+        f"{summary['images']} images ({skipped} already done), {summary['mpix']:.2f} Mpix, "
+        f"{seconds:.1f} s, {summary['mpix_per_s']:.2f} Mpix/s -> {output_dir}"
+    )
+    return summary
