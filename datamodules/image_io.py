@@ -133,7 +133,10 @@ def to_stored(array: np.ndarray, bit_depth: int) -> np.ndarray:
         raise ValueError(f"unsupported bit depth {bit_depth}; use 8 or 16")
     max_value = (1 << bit_depth) - 1
     dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.rint(np.clip(array, 0.0, 1.0) * max_value).astype(dtype)
+    scaled = np.clip(array, 0.0, 1.0)  # the one float temporary: huge images stay within memory
+    scaled *= max_value
+    np.rint(scaled, out=scaled)
+    return scaled.astype(dtype)
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, info: ImageInfo | None = None) -> Path:

@@ -19,22 +19,32 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
-def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
-    """(height, width) weights: 1 in the middle, raised-cosine ramps over ``overlap`` pixels at each edge.
+def ramp(n: int, overlap: int) -> torch.Tensor:
+    """1-D weights of length ``n``: 1 in the middle, raised-cosine ramps over ``overlap`` at both ends.
 
     Ramps never reach zero, so pixels covered by a single tile (image borders) keep that tile's value.
     """
+    w = torch.ones(n)
+    r = min(overlap, n // 2)
+    if r > 0:
+        edge = torch.sin(0.5 * math.pi * (torch.arange(r) + 0.5) / r) ** 2
+        w[:r] = edge
+        w[n - r :] = edge.flip(0)
+    return w
 
-    def ramp(n: int) -> torch.Tensor:
-        w = torch.ones(n)
-        r = min(overlap, n // 2)
-        if r > 0:
-            edge = torch.sin(0.5 * math.pi * (torch.arange(r) + 0.5) / r) ** 2
-            w[:r] = edge
-            w[n - r :] = edge.flip(0)
-        return w
 
-    return ramp(height)[:, None] * ramp(width)[None, :]
+def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """(height, width) tile weights: the outer product of the two 1-D ramps."""
+    return ramp(height, overlap)[:, None] * ramp(width, overlap)[None, :]
+
+
+def _coverage(length: int, tile: int, overlap: int) -> torch.Tensor:
+    """Sum over tiles of the 1-D ramps at each position along one axis."""
+    total = torch.zeros(length)
+    weights = ramp(tile, overlap)
+    for start in tile_starts(length, tile, overlap):
+        total[start : start + tile] += weights
+    return total
 
 
 @torch.no_grad()
@@ -61,7 +71,9 @@ def sliding_window(
         channels_last: feed tiles in channels-last memory format.
         on_tile: called with the number of tiles just finished (for progress bars).
 
-    Memory: the output and weight sums (8 bytes per pixel) plus one batch of tiles.
+    Memory: the output (4 bytes per pixel) plus one batch of tiles. The tiles form a grid and
+    each tile's weights are an outer product, so the sum of weights is ``outer(rows, cols)`` and
+    needs no image-sized buffer.
     """
     if image.ndim != 2:
         raise ValueError(f"expected a (H, W) image, got shape {tuple(image.shape)}")
@@ -73,7 +85,6 @@ def sliding_window(
     tile_h, tile_w = min(tile, height), min(tile, width)
     weights = blend_window(tile_h, tile_w, overlap)
     out = torch.zeros(height, width, dtype=torch.float32)
-    norm = torch.zeros(height, width, dtype=torch.float32)
     boxes = [(y, x) for y in tile_starts(height, tile_h, overlap) for x in tile_starts(width, tile_w, overlap)]
     device = torch.device(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -87,10 +98,12 @@ def sliding_window(
         pred = pred.float().cpu()[:, 0]
         for (y, x), tile_pred in zip(chunk, pred):
             out[y : y + tile_h, x : x + tile_w] += tile_pred * weights
-            norm[y : y + tile_h, x : x + tile_w] += weights
         if on_tile is not None:
             on_tile(len(chunk))
-    return out.div_(norm)
+    rows, cols = _coverage(height, tile_h, overlap), _coverage(width, tile_w, overlap)
+    for start in range(0, height, 1024):  # in row chunks: no image-sized temporary
+        out[start : start + 1024].div_(rows[start : start + 1024, None] * cols[None, :])
+    return out
 
 
 def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:

@@ -55,3 +55,12 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(ValueError, match="JPEG holds 8-bit"):
         write_image(tmp_path / "x.jpeg", np.zeros((4, 4)), ImageInfo(16, ".png"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = write_image(tmp_path / "p.png", np.zeros((4, 4)))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
