@@ -39,8 +39,7 @@ def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
 def check_train_config(cfg: DictConfig) -> None:
     """Fail fast, naming the key, on values that would only break later (after minutes of work)."""
     check_optim_config(OmegaConf.to_container(cfg.optim, resolve=True))
-    for key in ("optim.lr", "data.batch_size"):
-        _positive(cfg, key)
+    _positive(cfg, "data.batch_size")
     _positive(cfg, "data.patch_size", allow_none=True)
     if cfg.loss.get("name") not in LOSSES:
         raise ValueError(f"loss.name={cfg.loss.get('name')!r} is unknown; choose one of {sorted(LOSSES)}")
