@@ -11,7 +11,7 @@ import torch
 from datamodules.atomic import atomic_write
 from lightning_modules.model import DenoisingUnet
 
-NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels")
+NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm")
 
 
 def save_weights(path: str | os.PathLike, net: torch.nn.Module, hparams: dict[str, Any], extra: dict | None = None) -> Path:

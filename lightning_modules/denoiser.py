@@ -48,7 +48,7 @@ class LitDenoiser(L.LightningModule):
     ``torch.load(weights_only=True)``.
 
     Args:
-        encoder_name, encoder_weights, residual, decoder_attention_type, decoder_channels:
+        encoder_name, encoder_weights, residual, decoder_attention_type, decoder_channels, norm:
             passed to :class:`DenoisingUnet`.
         channels_last: run the network in channels-last memory format (faster on CPU and GPU).
         loss: ``{"name": "l1" | "mse" | "charbonnier" | "ssim_l1", **params}``.
@@ -63,6 +63,7 @@ class LitDenoiser(L.LightningModule):
         decoder_attention_type: str | None = None,
         decoder_channels: list[int] | tuple[int, ...] = (256, 128, 64, 32, 16),
         channels_last: bool = False,
+        norm: str = "batch",
         loss: dict[str, Any] | None = None,
         optim: dict[str, Any] | None = None,
     ) -> None:
@@ -79,6 +80,7 @@ class LitDenoiser(L.LightningModule):
                 "decoder_attention_type": decoder_attention_type,
                 "decoder_channels": decoder_channels,
                 "channels_last": bool(channels_last),
+                "norm": norm,
                 "loss": loss,
                 "optim": optim,
             }
@@ -89,6 +91,7 @@ class LitDenoiser(L.LightningModule):
             residual=residual,
             decoder_attention_type=decoder_attention_type,
             decoder_channels=decoder_channels,
+            norm=norm,
         )
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

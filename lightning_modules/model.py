@@ -24,6 +24,8 @@ class DenoisingUnet(nn.Module):
         decoder_attention_type: ``None`` or ``"scse"``.
         decoder_channels: widths of the five decoder stages.
         encoder_depth: number of encoder stages (the padding multiple is ``2**encoder_depth``).
+        norm: ``"batch"`` (smp's default) or ``"group"``: every BatchNorm becomes a GroupNorm of
+            8 groups, which has no running statistics, so patches and full images are normalised alike.
 
     Shapes: (B, 1, H, W) → (B, 1, H, W), intensities in [0, 1] (not clamped).
     """
@@ -36,8 +38,11 @@ class DenoisingUnet(nn.Module):
         decoder_attention_type: str | None = None,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         encoder_depth: int = 5,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in ("batch", "group"):
+            raise ValueError(f"model.norm={norm!r} is unknown; use batch or group")
         decoder_channels = tuple(int(c) for c in decoder_channels)
         if len(decoder_channels) != encoder_depth:
             raise ValueError(
@@ -52,6 +57,8 @@ class DenoisingUnet(nn.Module):
             in_channels=1,
             classes=1,
         )
+        if norm == "group":
+            _batch_to_group_norm(self.unet)
         self.residual = residual
         self.multiple = 2**encoder_depth
 
@@ -61,3 +68,12 @@ class DenoisingUnet(nn.Module):
         padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
         out = self.unet(padded)[..., :height, :width]
         return out + x if self.residual else out
+
+
+def _batch_to_group_norm(module: nn.Module, groups: int = 8) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            channels = child.num_features
+            setattr(module, name, nn.GroupNorm(groups if channels % groups == 0 else 1, channels))
+        else:
+            _batch_to_group_norm(child, groups)

@@ -53,3 +53,16 @@ def test_a_few_steps_on_one_batch_raise_psnr():
     with torch.no_grad():
         after = image_metrics(net(low), high)["psnr"].mean()
     assert after > before + 5.0, (float(before), float(after))
+
+
+def test_group_norm_option_replaces_every_batch_norm_and_round_trips(tmp_path):
+    from lightning_modules.checkpoint_io import load_network, save_weights
+
+    net = DenoisingUnet(norm="group").eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
+    save_weights(tmp_path / "n.pth", net, {"encoder_name": "resnet18", "residual": False, "norm": "group"})
+    loaded, _ = load_network(tmp_path / "n.pth")
+    x = torch.rand(1, 1, 40, 56)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-6)
