@@ -186,7 +186,9 @@ class SimulatedDataModule(_DenoisingDataModule):
         return self._images[split]
 
     def _flat_split(self, split: str) -> list[Path]:
-        images = find_clean_images(self.root)
+        if "all" not in self._images:  # list the folder once for all three splits
+            self._images["all"] = find_clean_images(self.root)
+        images = self._images["all"]
         chosen = [p for p in images if _hash_split(p.name, self.val_fraction, self.test_fraction) == split]
         if not chosen:
             raise DatasetLayoutError(

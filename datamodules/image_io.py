@@ -38,10 +38,6 @@ class ImageInfo:
     photometric: str = "MONOCHROME2"  # DICOM MONOCHROME1 is stored inverted (bright = thin)
     source: str | None = None  # DICOM: the file whose tags a written result keeps
 
-    @property
-    def max_value(self) -> int:
-        return (1 << self.bit_depth) - 1
-
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.image_io import ImageInfo, is_image_file, read_image, write_image
+from datamodules.pairing import list_images
 from lightning_modules.checkpoint_io import load_network
 from lightning_modules.devices import pick_device
 from lightning_modules.runs import resolve_checkpoint
@@ -27,7 +28,7 @@ def find_inputs(spec: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+        files = list_images(path)
     else:
         files = sorted(Path(p) for p in glob.glob(str(path)) if is_image_file(p))
     if not files:

@@ -168,13 +168,15 @@ def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, 
     (inputs / "notes.txt").write_text("not an image")
     overrides = [f"input={inputs}", f"output={tmp_path / 'out'}", f"run={run_dir}", "ckpt=best",
                  "tile=64", "overlap=16", "progress=false"]
-    summary = denoise(compose_config("denoise", overrides))
+    with pytest.warns(UserWarning, match="skipped 1 non-image file"):
+        summary = denoise(compose_config("denoise", overrides))
     assert summary["images"] == 2 and summary["mpix"] == pytest.approx((70 * 301 + 64 * 64) / 1e6)
     out, info = read_image(tmp_path / "out" / "wide16.png")
     assert out.shape == (70, 301) and info.bit_depth == 16
     assert (tmp_path / "out" / "photo.png").is_file() and not (tmp_path / "out" / "photo.jpeg").exists()
     assert not list((tmp_path / "out").glob(".*part"))
-    again = denoise(compose_config("denoise", overrides))
+    with pytest.warns(UserWarning, match="skipped 1 non-image file"):
+        again = denoise(compose_config("denoise", overrides))
     assert again["images"] == 0 and again["skipped"] == 2
 
 
