@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +13,7 @@ from datamodules.degradation import AffineGaussianDegradation
 from datamodules.dose import DoseSpec, check_dose
 from datamodules.image_io import image_size
 from datamodules.pairing import DatasetLayoutError, find_clean_images, find_pairs
+from datamodules.splits import eval_seed, hash_split
 
 SPLITS = ("train", "val", "test")
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
@@ -189,7 +189,7 @@ class SimulatedDataModule(_DenoisingDataModule):
         if "all" not in self._images:  # list the folder once for all three splits
             self._images["all"] = find_clean_images(self.root)
         images = self._images["all"]
-        chosen = [p for p in images if _hash_split(p.name, self.val_fraction, self.test_fraction) == split]
+        chosen = [p for p in images if hash_split(p.name, self.val_fraction, self.test_fraction) == split]
         if not chosen:
             raise DatasetLayoutError(
                 f"{self.root}: no images fall in the {split} split ({len(images)} images; "
@@ -198,8 +198,6 @@ class SimulatedDataModule(_DenoisingDataModule):
         return chosen
 
     def _build(self, split: str, train: bool) -> Dataset:
-        # Different seed offsets keep val and test noise independent of each other.
-        eval_seed = self.seed + (1_000_000 if split == "test" else 0)
         return SimulatedPairDataset(
             self._files(split),
             self.noise,
@@ -208,15 +206,7 @@ class SimulatedDataModule(_DenoisingDataModule):
             augment=self.augment and train,
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
-            seed=None if train else eval_seed,
+            seed=None if train else eval_seed(self.seed, split),
             min_foreground=self.min_foreground,
         )
 
-
-def _hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
-    position = zlib.crc32(name.encode("utf-8")) / 2**32
-    if position < val_fraction:
-        return "val"
-    if position < val_fraction + test_fraction:
-        return "test"
-    return "train"

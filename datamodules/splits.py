@@ -1,0 +1,32 @@
+"""Which split a file of a flat folder belongs to, and the noise seed of each evaluation split.
+
+Kept apart from :mod:`datamodules.datamodule` (which imports Lightning) so that reports and other
+Lightning-free tools rebuild exactly the same splits and noisy images as training did.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+# Seed offsets keep validation and test noise independent of each other (and of train-split reports).
+SPLIT_SEED_OFFSET = {"val": 0, "test": 1_000_000, "train": 2_000_000}
+
+
+def hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for a file name, from a stable hash (CRC-32) of the name."""
+    position = zlib.crc32(name.encode("utf-8")) / 2**32
+    if position < val_fraction:
+        return "val"
+    if position < val_fraction + test_fraction:
+        return "test"
+    return "train"
+
+
+def eval_seed(seed: int, split: str) -> int:
+    """First noise seed of ``split``'s fixed noisy images: image ``i`` uses ``eval_seed(...) + i``.
+
+    Training draws fresh noise; ``"train"`` here is only for reports evaluated on the training images.
+    """
+    if split not in SPLIT_SEED_OFFSET:
+        raise ValueError(f"unknown split {split!r}; use one of {tuple(SPLIT_SEED_OFFSET)}")
+    return int(seed) + SPLIT_SEED_OFFSET[split]
