@@ -16,10 +16,9 @@ from datamodules.image_io import ImageInfo, is_image_file, read_image, write_ima
 from datamodules.pairing import list_images
 from lightning_modules.checkpoint_io import load_network
 from lightning_modules.devices import pick_device
+from lightning_modules.ensemble import with_tta
 from lightning_modules.runs import resolve_checkpoint
 from lightning_modules.tiling import count_tiles, sliding_window
-
-PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "model.pth"
 
 
 def find_inputs(spec: str) -> list[Path]:
@@ -43,22 +42,12 @@ def output_path(source: Path, output_dir: Path, jpeg_as_png: bool) -> Path:
     return output_dir / source.name
 
 
-def checkpoint_for(cfg: DictConfig) -> Path:
-    if str(cfg.ckpt) == "pretrained":
-        if not PRETRAINED.is_file():
-            raise FileNotFoundError(
-                f"ckpt=pretrained: no shipped model at {PRETRAINED} yet; use ckpt=best, ckpt=last or ckpt=/path/to/x.ckpt"
-            )
-        return PRETRAINED
-    return resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
-
-
 def denoise(cfg: DictConfig) -> dict[str, Any]:
     """Denoise every input image into ``cfg.output``; return counts and throughput."""
     if str(cfg.precision) not in ("32", "bf16"):
         raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
     inputs = find_inputs(str(cfg.input))
-    checkpoint = checkpoint_for(cfg)
+    checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
     output_dir = Path(cfg.output).expanduser()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +58,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     net = net.to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    net = with_tta(net, cfg.get("tta"))
 
     jobs = [(src, output_path(src, output_dir, cfg.jpeg_as_png)) for src in inputs]
     todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]

@@ -8,6 +8,9 @@ from pathlib import Path
 RUN_CONFIG = "run_config.yaml"  # the resolved config every training run saves in its folder
 CHECKPOINT_DIR = "checkpoints"
 NAMED_CHECKPOINTS = {"best": "best.ckpt", "last": "last.ckpt"}
+# The shipped model: weights and the exact training config, laid out like a run folder.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_WEIGHTS = "model.safetensors"
 
 
 def find_runs(log_dir: str | os.PathLike) -> list[Path]:
@@ -20,11 +23,20 @@ def find_runs(log_dir: str | os.PathLike) -> list[Path]:
 
 
 def resolve_checkpoint(ckpt: str, run: str | None, log_dir: str | os.PathLike) -> tuple[Path, Path | None]:
-    """Turn ``ckpt=best|last|<path>`` and an optional ``run=<folder>`` into ``(checkpoint, run folder)``.
+    """Turn ``ckpt=pretrained|best|last|<path>`` and an optional ``run=<folder>`` into
+    ``(checkpoint, run folder)``.
 
-    ``best``/``last`` without ``run`` mean the most recent run under ``log_dir`` that has that
-    checkpoint. A path may point anywhere; its run folder is found when it sits in one.
+    ``pretrained`` is the shipped model. ``best``/``last`` without ``run`` mean the most recent run
+    under ``log_dir`` that has that checkpoint. A path may point anywhere; its run folder is found
+    when it sits in one.
     """
+    if ckpt == "pretrained":
+        path = PRETRAINED_DIR / PRETRAINED_WEIGHTS
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ckpt=pretrained: no shipped model at {path}; use ckpt=best, ckpt=last or ckpt=/path/to/x.ckpt"
+            )
+        return path, PRETRAINED_DIR
     if ckpt in NAMED_CHECKPOINTS:
         filename = NAMED_CHECKPOINTS[ckpt]
         if run is not None:

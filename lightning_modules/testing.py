@@ -12,6 +12,7 @@ from rich.console import Console
 
 from lightning_modules.checkpoint_io import load_network
 from lightning_modules.devices import pick_device
+from lightning_modules.ensemble import with_tta
 from lightning_modules.evaluation import evaluate_dataset, metrics_table, write_results
 from lightning_modules.runs import RUN_CONFIG, resolve_checkpoint
 
@@ -35,9 +36,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
-    results_dir = Path(cfg.results_dir) if cfg.get("results_dir") else run_dir / "results"
+    if cfg.get("results_dir"):
+        results_dir = Path(cfg.results_dir)
+    elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
+        results_dir = Path(cfg.paths.output_dir) / "results"
+    else:
+        results_dir = run_dir / "results"
     rows = evaluate_dataset(
-        net, dataset, device=device, image_dir=results_dir / "images" if cfg.write_images else None,
+        with_tta(net, cfg.get("tta")), dataset, device=device, image_dir=results_dir / "images" if cfg.write_images else None,
         bf16=str(cfg.precision) == "bf16",
     )
     info = {
@@ -46,6 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.split,
         "data_root": str(datamodule.root),
         "precision": str(cfg.precision),
+        "tta": cfg.get("tta") or False,
         "data_range": 1.0,
     }
     summary = write_results(results_dir, rows, info)

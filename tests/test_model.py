@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lightning_modules.model import DenoisingUnet
@@ -66,3 +67,46 @@ def test_group_norm_option_replaces_every_batch_norm_and_round_trips(tmp_path):
     x = torch.rand(1, 1, 40, 56)
     with torch.no_grad():
         assert torch.allclose(loaded(x), net(x), atol=1e-6)
+
+
+def test_safetensors_export_round_trips_and_rejects_foreign_files(tmp_path):
+    from lightning_modules.checkpoint_io import export_safetensors, load_network
+
+    torch.manual_seed(0)
+    net = DenoisingUnet(residual=True).eval()
+    hparams = {"encoder_name": "resnet18", "residual": True, "norm": "batch", "channels_last": True, "loss": {"x": 1}}
+    export_safetensors(tmp_path / "fp32.safetensors", net, hparams, half=False)
+    export_safetensors(tmp_path / "fp16.safetensors", net, hparams, half=True)
+    x = torch.rand(1, 1, 64, 96)
+    exact, saved = load_network(tmp_path / "fp32.safetensors")
+    halved, _ = load_network(tmp_path / "fp16.safetensors")
+    assert saved == {"encoder_name": "resnet18", "residual": True, "norm": "batch", "channels_last": True}
+    assert all(p.dtype == torch.float32 for p in halved.parameters())
+    with torch.no_grad():
+        reference = net(x)
+        assert torch.equal(exact(x), reference)
+        assert (halved(x) - reference).abs().max() < 0.05  # fp16 rounding of the weights only
+    assert (tmp_path / "fp16.safetensors").stat().st_size < 0.55 * (tmp_path / "fp32.safetensors").stat().st_size
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors file"):
+        load_network(tmp_path / "junk.safetensors")
+
+
+def test_self_ensemble_inverts_every_view_and_averages():
+    from lightning_modules.ensemble import SelfEnsemble, dihedral, inverse_dihedral, with_tta
+
+    x = torch.rand(2, 1, 5, 7)
+    views = [dihedral(x, k) for k in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8  # eight different views
+    for k, view in enumerate(views):
+        assert torch.equal(inverse_dihedral(view, k), x)
+    # A position-dependent "network": each view sees a different ramp, the average is exact.
+    ramp = lambda t: t + torch.arange(t.shape[-1], dtype=t.dtype)  # noqa: E731
+    ensemble = SelfEnsemble(ramp, transforms=8)
+    expected = torch.stack([inverse_dihedral(ramp(v), k) for k, v in enumerate(views)]).mean(0)
+    assert torch.allclose(ensemble(x), expected)
+    assert torch.allclose(SelfEnsemble(lambda t: 2 * t, transforms=4)(x), 2 * x)
+    net = torch.nn.Identity()
+    assert with_tta(net, False) is net and with_tta(net, 8).transforms == 8
+    with pytest.raises(ValueError, match="tta=3"):
+        with_tta(net, 3)

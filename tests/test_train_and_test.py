@@ -89,6 +89,31 @@ def test_test_script_last_and_explicit_path(trained_run, tmp_path):
     assert summary["images"] == 3 and not (tmp_path / "explicit" / "images").exists()
 
 
+def test_exported_model_works_as_pretrained_and_tta_is_an_option(trained_run, tmp_path, monkeypatch):
+    from lightning_modules import runs
+    from lightning_modules.export import export
+
+    run_dir, _, _ = trained_run
+    shipped = tmp_path / "pretrained"
+    export(compose_config("export", [f"run={run_dir}", f"output={shipped}"]))
+    assert (shipped / "model.safetensors").is_file() and (shipped / "run_config.yaml").is_file()
+    with pytest.raises(FileExistsError, match="overwrite=true"):
+        export(compose_config("export", [f"run={run_dir}", f"output={shipped}"]))
+
+    monkeypatch.setattr(runs, "PRETRAINED_DIR", shipped)
+    base = ["ckpt=pretrained", "device=cpu", "write_images=false", f"paths.output_dir={tmp_path / 'out'}"]
+    summary = evaluate(compose_config("test", base))
+    reference = evaluate(compose_config("test", [f"run={run_dir}", f"results_dir={tmp_path / 'ref'}", "write_images=false"]))
+    assert (tmp_path / "out" / "results" / "summary.json").is_file()  # not inside the shipped folder
+    assert not (shipped / "results").exists()
+    for metric in ("psnr", "ssim"):  # fp16 weights change the output only slightly
+        assert summary["metrics"][metric]["mean"] == pytest.approx(reference["metrics"][metric]["mean"], abs=0.05)
+    tta = evaluate(compose_config("test", [*base, "tta=8", f"paths.output_dir={tmp_path / 'tta'}"]))
+    assert tta["tta"] == 8
+    assert tta["metrics"]["psnr_noisy"]["mean"] == summary["metrics"]["psnr_noisy"]["mean"]
+    assert tta["metrics"]["psnr"]["mean"] != summary["metrics"]["psnr"]["mean"]
+
+
 def test_test_script_without_runs_says_so(tmp_path):
     cfg = compose_config("test", [f"paths.log_dir={tmp_path}"])
     with pytest.raises(FileNotFoundError, match="ckpt=best: no training run"):
@@ -180,12 +205,14 @@ def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, 
     assert again["images"] == 0 and again["skipped"] == 2
 
 
-def test_denoise_errors_are_clear(tmp_path):
+def test_denoise_errors_are_clear(tmp_path, monkeypatch):
+    from lightning_modules import runs
     from lightning_modules.denoising import denoise
 
     with pytest.raises(FileNotFoundError, match="input=.*no PNG, JPEG, TIFF or DICOM images"):
         denoise(compose_config("denoise", [f"input={tmp_path}", f"output={tmp_path / 'o'}"]))
     (tmp_path / "a.png").write_bytes(b"")
+    monkeypatch.setattr(runs, "PRETRAINED_DIR", tmp_path / "nothing_shipped")
     with pytest.raises(FileNotFoundError, match="ckpt=pretrained: no shipped model"):
         denoise(compose_config("denoise", [f"input={tmp_path}", f"output={tmp_path / 'o'}"]))
 

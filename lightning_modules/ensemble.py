@@ -1,0 +1,58 @@
+"""Self-ensembling at test time: average a network's outputs over flips and transposes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th of the 8 flips/rotations of the last two axes (k = 0 is the identity)."""
+    if k >= 4:
+        x = x.transpose(-2, -1)
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    return x
+
+
+def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    if k & 2:
+        x = x.flip(-2)
+    if k & 1:
+        x = x.flip(-1)
+    if k >= 4:
+        x = x.transpose(-2, -1)
+    return x
+
+
+class SelfEnsemble(nn.Module):
+    """Runs ``net`` on ``transforms`` (4: flips, 8: flips and transposes) views and averages.
+
+    The network is translation- but not flip-equivariant, so the views give slightly different
+    errors that partly cancel; costs ``transforms`` forward passes.
+    """
+
+    def __init__(self, net: nn.Module, transforms: int = 8) -> None:
+        super().__init__()
+        if transforms not in (4, 8):
+            raise ValueError(f"tta={transforms}: use 4 (flips) or 8 (flips and transposes)")
+        self.net, self.transforms = net, transforms
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for k in range(self.transforms):
+            # With one channel a contiguous tensor is also channels_last, so .contiguous() suits both.
+            out = inverse_dihedral(self.net(dihedral(x, k).contiguous()).float(), k)
+            total = out if total is None else total + out
+        return total / self.transforms
+
+
+def with_tta(net: nn.Module, tta: int | bool | None) -> nn.Module:
+    """``tta`` from a config: false/0/1 = the network alone, 4 or 8 = :class:`SelfEnsemble`."""
+    if tta in (None, False, 0, 1):
+        return net
+    if tta is True:
+        tta = 8
+    return SelfEnsemble(net, int(tta))

@@ -1,0 +1,15 @@
+"""Export a checkpoint as safetensors: ``python scripts/export.py ckpt=best run=<run> output=<folder>``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_modules.export import export
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()
