@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from datamodules.image_io import ImageInfo, is_image_file, read_image, write_image
 from datamodules.pairing import list_images
-from lightning_modules.checkpoint_io import load_network
 from lightning_modules.devices import pick_device
 from lightning_modules.ensemble import with_tta
+from lightning_modules.inference_paths import choose_path, load_predictor
 from lightning_modules.runs import resolve_checkpoint
 from lightning_modules.tiling import count_tiles, sliding_window
 
@@ -44,8 +44,8 @@ def output_path(source: Path, output_dir: Path, jpeg_as_png: bool) -> Path:
 
 def denoise(cfg: DictConfig) -> dict[str, Any]:
     """Denoise every input image into ``cfg.output``; return counts and throughput."""
-    if str(cfg.precision) not in ("32", "bf16"):
-        raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
+    device = pick_device(str(cfg.device))
+    path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     inputs = find_inputs(str(cfg.input))
     checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
     output_dir = Path(cfg.output).expanduser()
@@ -53,11 +53,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise PermissionError(f"output={cfg.output}: cannot create the folder ({err.strerror})") from err
-    device = pick_device(str(cfg.device))
-    net, _ = load_network(checkpoint, map_location=device)
-    net = net.to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net, path = load_predictor(checkpoint, device, path, batch_size=cfg.batch_size)
     net = with_tta(net, cfg.get("tta"))
 
     jobs = [(src, output_path(src, output_dir, cfg.jpeg_as_png)) for src in inputs]
@@ -76,7 +72,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             tiles_task = progress.add_task(f"  {source.name}", total=count_tiles(height, width, cfg.tile, cfg.overlap))
             result = sliding_window(
                 torch.from_numpy(image), net, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
-                device=device, bf16=str(cfg.precision) == "bf16", channels_last=cfg.channels_last,
+                device=device, bf16=path.bf16, channels_last=path.channels_last,
                 on_tile=lambda n, task=tiles_task: progress.advance(task, n),
             )
             if target.suffix.lower() != source.suffix.lower():
