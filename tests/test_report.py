@@ -1,0 +1,298 @@
+"""Evaluation report: GAT, classical baselines, statistics, dose reduction, report files, sweep summary."""
+
+import ast
+import csv
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+from skimage.metrics import peak_signal_noise_ratio
+
+from conftest import compose_config, make_paired_dataset, smooth_image
+from datamodules.datasets import SimulatedPairDataset
+from datamodules.degradation import AffineGaussianDegradation
+from datamodules.dose import PhysicalDoseModel
+from datamodules.splits import eval_seed
+from lightning_modules.anscombe import gat_forward, gat_inverse_algebraic, gat_inverse_unbiased
+from lightning_modules.baselines import apply_baseline, select_baselines
+from lightning_modules.checkpoint_io import save_weights
+from lightning_modules.model import DenoisingUnet
+from lightning_modules.report_stats import equivalent_dose, mean_ci
+from lightning_modules.stabilisers import fit_affine_degradation, stabiliser_for
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_BM3D = importlib.util.find_spec("bm3d") is not None
+TINY_NET = {"encoder_name": "resnet18", "residual": True, "decoder_attention_type": None,
+            "decoder_channels": [16, 16, 16, 16, 16], "norm": "batch", "channels_last": False}
+
+
+# --- Generalised Anscombe Transform ---------------------------------------------------------------
+
+def test_gat_algebraic_inverse_is_exact_and_unbiased_inverse_removes_the_bias():
+    counts = np.linspace(0.0, 5000.0, 101)
+    assert np.allclose(gat_inverse_algebraic(gat_forward(counts, 5.0), 5.0), counts, atol=1e-9)
+    rng = np.random.default_rng(0)
+    for lam in (5.0, 20.0, 200.0):
+        noisy = rng.poisson(lam, 200_000) + 5.0 * rng.standard_normal(200_000)
+        z = gat_forward(noisy, 5.0)
+        assert 0.93 < z.var() < 1.07, lam  # variance stabilised to 1 whatever the mean
+        unbiased, algebraic = gat_inverse_unbiased(z.mean(), 5.0), gat_inverse_algebraic(z.mean(), 5.0)
+        assert abs(unbiased - lam) < 0.02 * lam + 0.05
+        assert abs(unbiased - lam) < abs(algebraic - lam)  # the algebraic inverse is biased low
+    assert gat_inverse_unbiased(np.array([0.0, 1.0]), 5.0).min() >= 0.0
+
+
+def test_physical_model_is_stabilised_to_unit_variance_in_display_units():
+    model = PhysicalDoseModel()
+    for level, dose in ((0.3, 1.0), (0.5, 0.25), (0.4, 0.05)):  # away from the clipped ends
+        flat = torch.full((1, 128, 128), level)
+        noisy = model.simulate(flat, dose, torch.Generator().manual_seed(1))[0].numpy()
+        stabiliser = stabiliser_for(model, dose)
+        z = stabiliser.forward(noisy)
+        assert stabiliser.sigma == 1.0 and 0.9 < z.std() < 1.1, (level, dose, z.std())
+        assert abs(float(stabiliser.inverse(np.full((4, 4), z.mean())).mean()) - level) < 0.01
+
+
+# --- classical baselines ----------------------------------------------------------------------------
+
+def _psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    return peak_signal_noise_ratio(clean, np.clip(image, 0, 1).astype(np.float32), data_range=1.0)
+
+
+@pytest.mark.parametrize("noise", [PhysicalDoseModel(), AffineGaussianDegradation()], ids=["physical", "affine"])
+def test_nlm_raises_psnr_on_a_noisy_smooth_image(noise):
+    clean = smooth_image(np.random.default_rng(0), 64, 64)
+    noisy = noise.simulate(torch.from_numpy(clean)[None], 0.1, torch.Generator().manual_seed(0))[0].numpy()
+    denoised = apply_baseline("nlm", noisy, stabiliser_for(noise, 0.1))
+    assert denoised.shape == clean.shape and denoised.dtype == np.float32
+    assert _psnr(denoised, clean) > _psnr(noisy, clean) + 5.0
+
+
+@pytest.mark.skipif(not HAS_BM3D, reason="optional bm3d extra not installed")
+def test_bm3d_raises_psnr_on_a_noisy_smooth_image():
+    clean = smooth_image(np.random.default_rng(1), 32, 32)
+    model = PhysicalDoseModel()
+    noisy = model.simulate(torch.from_numpy(clean)[None], 0.1, torch.Generator().manual_seed(0))[0].numpy()
+    assert _psnr(apply_baseline("bm3d", noisy, stabiliser_for(model, 0.1)), clean) > _psnr(noisy, clean) + 5.0
+
+
+def test_missing_bm3d_is_skipped_with_a_note_and_unknown_names_are_refused(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bm3d" else real(name, *a))
+    chosen, notes = select_baselines(["nlm", "bm3d"])
+    assert chosen == ["nlm"] and "not installed" in notes[0] and "non-commercial" in notes[0]
+    with pytest.raises(ValueError, match="baselines: 'wiener' is unknown"):
+        select_baselines(["wiener"])
+
+
+def test_affine_fit_recovers_the_paired_degradation(tmp_path):
+    root = make_paired_dataset(tmp_path / "pairs", {"train": 3})  # low = 0.585 high + 0.048 + N(0, 0.046²)
+    pairs = sorted(zip((root / "train" / "low").iterdir(), (root / "train" / "high").iterdir()))
+    fit = fit_affine_degradation(pairs)
+    assert fit.gain == pytest.approx(0.585, abs=0.02) and fit.offset == pytest.approx(0.048, abs=0.01)
+    assert fit.noise == pytest.approx(0.046, abs=0.005) and fit.sigma == pytest.approx(0.046 / 0.585, rel=0.1)
+
+
+# --- statistics -------------------------------------------------------------------------------------
+
+def test_mean_ci_is_the_student_t_interval():
+    stat = mean_ci([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3) = 3.1824
+    assert stat["mean"] == 2.5 and stat["n"] == 4
+    assert stat["ci95"] == pytest.approx([2.5 - half, 2.5 + half], abs=1e-4)
+    assert mean_ci([7.0])["ci95"] == [7.0, 7.0]
+
+
+def test_equivalent_dose_on_a_known_curve():
+    doses = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0]
+    psnr = [30 + 10 * np.log10(d) for d in doses]  # linear in log(dose): interpolation is exact
+    match = equivalent_dose(doses, psnr, 30 + 10 * np.log10(0.6))
+    assert not match.extrapolated and match.dose == pytest.approx(0.6, rel=1e-9)
+    above = equivalent_dose(doses, psnr, 30 + 10 * np.log10(8.0))
+    assert above.relation == ">" and above.bound == 2.0 and above.dose == pytest.approx(8.0, rel=1e-9)
+    assert "> 2" in above.text() and "extrapolated" in above.text()
+    below = equivalent_dose(doses, psnr, 10.0)
+    assert below.relation == "<" and below.bound == 0.05
+    # A noisy dip is flattened (running maximum), so the answer is still the first dose reaching the value.
+    assert equivalent_dose([0.1, 0.2, 0.4], [20.0, 19.0, 22.0], 20.0).dose == pytest.approx(0.1)
+
+
+# --- the report, end to end -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A paired-layout dataset and two run folders (simulated dose-blind, real pairs), untrained tiny nets."""
+    base = tmp_path_factory.mktemp("report")
+    data = make_paired_dataset(base / "data", {"train": 2, "test": 3})
+    torch.manual_seed(0)
+    net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
+    physical = {"_target_": "datamodules.dose.PhysicalDoseModel", "I0": 2000.0, "sigma_e": 5.0}
+    data_cfgs = {
+        "simulated": {"_target_": "datamodules.datamodule.SimulatedDataModule", "root": str(data),
+                      "noise": physical, "dose": [0.05, 1.0], "seed": 1234},
+        "paired": {"_target_": "datamodules.datamodule.PairedDataModule", "root": str(data)},
+    }
+    for name, data_cfg in data_cfgs.items():
+        (base / name).mkdir()
+        OmegaConf.save(OmegaConf.create({"data": data_cfg, "seed": 0}), base / name / "run_config.yaml")
+        save_weights(base / name / "checkpoints" / "best_model.pth", net, TINY_NET)
+    return base, data
+
+
+def _report(run: Path, out: Path, *overrides: str) -> dict:
+    from lightning_modules.reporting import report
+
+    cfg = compose_config("report", [f"run={run}", f"ckpt={run / 'checkpoints' / 'best_model.pth'}", f"out_dir={out}",
+                                    "progress=false", "device=cpu", *overrides])
+    return report(cfg)
+
+
+def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
+    base, data = runs
+    out = tmp_path / "report"
+    summary = _report(base / "simulated", out, "doses=[1.0,0.1]", "baselines=[nlm]")
+
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert list(rows[0]) == ["file", "dose", "method", "psnr", "ssim", "mse"]
+    assert len(rows) == 3 * 2 * 3  # images × doses × (noisy, NLM, model)
+    assert {r["method"] for r in rows} == {"noisy", "nlm", "model"} and {r["dose"] for r in rows} == {"1", "0.1"}
+    # The noisy inputs are the data module's test images (same seeds) and the PSNR is scikit-image's.
+    files = sorted((data / "test" / "high").iterdir())
+    dataset = SimulatedPairDataset(files, PhysicalDoseModel(), dose=0.1, seed=eval_seed(1234, "test"))
+    for i, path in enumerate(files):
+        sample = dataset[i]
+        expected = peak_signal_noise_ratio(sample["high"][0].numpy(), sample["low"][0].numpy(), data_range=1.0)
+        row = next(r for r in rows if r["file"] == path.name and r["dose"] == "0.1" and r["method"] == "noisy")
+        assert abs(float(row["psnr"]) - expected) < 0.01
+    nlm = [float(r["psnr"]) for r in rows if r["dose"] == "0.1" and r["method"] == "nlm"]
+    noisy = [float(r["psnr"]) for r in rows if r["dose"] == "0.1" and r["method"] == "noisy"]
+    assert np.mean(nlm) > np.mean(noisy) + 3
+
+    saved = json.loads((out / "summary.json").read_text())
+    stat = saved["metrics"]["0.1"]["model"]["psnr"]
+    assert set(stat) == {"mean", "std", "n", "ci95"} and stat["n"] == 3 and stat["ci95"][0] < stat["mean"] < stat["ci95"][1]
+    assert saved["metrics"]["1"]["noisy"]["psnr"]["mean"] == pytest.approx(
+        np.mean([float(r["psnr"]) for r in rows if r["dose"] == "1" and r["method"] == "noisy"]), abs=1e-4)
+    assert [r["dose"] for r in saved["dose_reduction"]["psnr"]] == [1.0, 0.1]
+    assert saved["reference_doses"][0] < 0.1 and saved["reference_doses"][-1] == 8.0
+    assert len(saved["checkpoint"]["sha256"]) == 64 and saved["versions"]["scikit-image"] != "not installed"
+    assert summary["images"] == 3
+
+    markdown = (out / "report.md").read_text()
+    assert "Dose-reduction factor" in markdown and "How it is computed" in markdown
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)
+    assert "figures/curves.png" in figures and "figures/panels_dose_0.1.png" in figures
+    for figure in figures:
+        assert (out / figure).stat().st_size > 10_000
+    assert (out / "report.html").is_file() and "<table>" in (out / "report.html").read_text()
+    assert (out / "reference.csv").is_file()
+
+
+def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs, tmp_path):
+    base, _ = runs
+    out = tmp_path / "paired"
+    summary = _report(base / "paired", out, "baselines=[nlm]", "html=false")
+    assert summary["inputs"] == "paired" and summary["dose_keys"] == ["paired"]
+    assert summary["affine_fit"]["gain"] == pytest.approx(0.585, abs=0.03)
+    assert "dose_reduction" not in summary and (out / "figures" / "panels_paired.png").is_file()
+    assert not (out / "figures" / "curves.png").exists() and not (out / "report.html").exists()
+    assert summary["metrics"]["paired"]["nlm"]["psnr"]["mean"] > summary["metrics"]["paired"]["noisy"]["psnr"]["mean"]
+
+
+def test_report_errors_name_the_key(runs, tmp_path):
+    from datamodules.image_io import ImageInfo, write_image
+
+    base, _ = runs
+    with pytest.raises(ValueError, match="doses must be > 0"):
+        _report(base / "simulated", tmp_path, "doses=[0.5,0]")
+    write_image(tmp_path / "clean" / "test" / "a.png", np.full((32, 32), 0.5), ImageInfo(8, ".png"))
+    with pytest.raises(FileNotFoundError, match="inputs=paired: .* no high/ and low/"):
+        _report(base / "simulated", tmp_path, f"data_root={tmp_path / 'clean'}", "inputs=paired")
+    with pytest.raises(ValueError, match="baselines: 'wiener' is unknown"):
+        _report(base / "simulated", tmp_path, "baselines=[wiener]")
+
+
+# --- sweep summary ----------------------------------------------------------------------------------
+
+def _job(sweep: Path, number: int, lr: str) -> Path:
+    folder = sweep / f"{number}_optim.lr={lr}"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["loss=l1", f"optim.lr={lr}"]))
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": number}}}))
+    return folder
+
+
+def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lightning_modules.hydra_callbacks import JobStatusRecorder
+    from lightning_modules.sweep_summary import summarise_sweep
+
+    sweep = tmp_path / "multiruns" / "2026-01-01_00-00-00"
+    lrs = ["0.1", "0.01", "0.001", "0.0001", "1e-05"]
+    (sweep).mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": ["loss=l1", "optim.lr=" + ",".join(lrs)]}}}))
+    writer = SummaryWriter(str(_job(sweep, 0, lrs[0]) / "tensorboard"))  # ok: test metrics in TensorBoard
+    for step, value in enumerate((20.0, 24.0)):
+        writer.add_scalar("val/psnr", value, step)
+    for tag, value in {"test/psnr": 25.0, "test/psnr_noisy": 15.0, "test/ssim": 0.6, "test/mse": 0.003}.items():
+        writer.add_scalar(tag, value, 2)
+    writer.close()
+    failed = _job(sweep, 1, lrs[1])  # failed: Hydra's callback recorded the exception
+    from hydra.core.utils import JobReturn, JobStatus
+
+    job_return = JobReturn(overrides=["optim.lr=0.01"], status=JobStatus.FAILED, _return_value=RuntimeError("loss is nan"))
+    JobStatusRecorder().on_job_end(OmegaConf.create({"hydra": {"runtime": {"output_dir": str(failed)}}}), job_return)
+    _job(sweep, 2, lrs[2])  # killed before anything: no status file, no metrics
+    done = _job(sweep, 3, lrs[3])  # ok: scripts/test.py results
+    (done / "results").mkdir()
+    (done / "results" / "summary.json").write_text(json.dumps({"metrics": {
+        "psnr": {"mean": 26.0}, "ssim": {"mean": 0.7}, "mse": {"mean": 0.002}, "psnr_noisy": {"mean": 15.0}}}))
+
+    out = tmp_path / "summary"
+    result = summarise_sweep(sweep, out)
+    by_job = {row["job"]: row for row in result["jobs"]}
+    assert [by_job[n]["status"] for n in range(5)] == ["ok", "failed", "failed", "ok", "not started"]
+    assert by_job[0]["test/psnr"] == 25.0 and by_job[0]["val/psnr_best"] == 24.0 and by_job[3]["test/psnr"] == 26.0
+    assert "RuntimeError: loss is nan" in by_job[1]["detail"] and "no job_status.json" in by_job[2]["detail"]
+    assert result["counts"] == {"ok": 2, "failed": 2, "not started": 1}
+    table = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [r["status"] for r in table] == ["ok", "failed", "failed", "ok", "not started"] and "optim.lr" in table[0]
+    markdown = (out / "sweep.md").read_text()
+    assert markdown.count("**FAILED**") == 2 and "not started" in markdown
+    assert (out / "sweep.png").stat().st_size > 10_000 and (out / "sweep.html").is_file()
+
+
+def _project_imports(module: str) -> set[str]:
+    """Every top-level package imported by ``module`` and the project modules it reaches (static)."""
+    seen, todo, packages = set(), [module], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = REPO / (name.replace(".", "/") + ".py")
+        if not path.is_file():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            for imported in names:
+                packages.add(imported.split(".")[0])
+                if imported.split(".")[0] in ("lightning_modules", "datamodules"):
+                    todo.append(imported)
+    return packages
+
+
+def test_report_code_does_not_need_lightning():
+    for module in ("lightning_modules.reporting", "lightning_modules.sweep_summary"):
+        packages = _project_imports(module)
+        assert "lightning" not in packages and "pytorch_lightning" not in packages, module
