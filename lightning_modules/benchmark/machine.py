@@ -1,0 +1,85 @@
+"""The machine and software a benchmark ran on: CPU, cores, bf16 support, GPU, versions, commit."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_modules.inference_paths import bf16_native
+
+PACKAGES = ("torch", "onnxruntime", "onnx", "segmentation-models-pytorch", "lightning", "numpy", "scikit-image", "bm3d")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The vector-extension flags that matter here (AVX2, AVX-512, bf16, AMX)."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
+                               text=True, timeout=10)
+        return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if commit.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_info(repo: str | os.PathLike | None = None) -> dict[str, Any]:
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+        memory_gb = psutil.virtual_memory().total / 1e9
+    except ImportError:
+        physical, memory_gb = None, None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical,
+        "memory_gb": round(memory_gb, 1) if memory_gb else None,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_bf16_native": bf16_native("cpu"),
+        "gpu": gpu,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "versions": versions(),
+        "git_commit": git_commit(repo),
+    }

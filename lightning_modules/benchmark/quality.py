@@ -1,0 +1,77 @@
+"""Does a fast path cost quality? Mean PSNR of each inference path on a test split, against fp32 eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datamodules.image_io import read_image
+from lightning_modules.benchmark import predictors
+from lightning_modules.benchmark.context import Context
+from lightning_modules.benchmark.report import Row
+from lightning_modules.metrics import image_metrics
+from lightning_modules.tiling import sliding_window
+
+SAMPLE_TEST = Path(__file__).resolve().parents[2] / "datamodules" / "sample_data" / "test"
+
+
+def test_pairs(root: str | None, max_images: int | None) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], str]:
+    """``[(name, low, high)]`` of ``root/test`` (paired layout) or, when that is missing, of the
+    embedded sample test split with the affine low-dose model simulated at a fixed seed."""
+    split = Path(root).expanduser() / "test" if root else None
+    images = []
+    if split is not None and (split / "high").is_dir():
+        from datamodules.pairing import find_pairs
+
+        for pair in find_pairs(split)[:max_images]:
+            low, high = read_image(pair.low)[0], read_image(pair.high)[0]
+            images.append((pair.name, torch.from_numpy(low), torch.from_numpy(high)))
+        return images, f"{len(images)} real pairs of {split}"
+    from datamodules.degradation import AffineGaussianDegradation
+    from datamodules.pairing import list_images
+
+    degradation = AffineGaussianDegradation()
+    for index, path in enumerate(list_images(SAMPLE_TEST)[:max_images]):
+        high = torch.from_numpy(read_image(path)[0])
+        low = degradation.simulate(high, 1.0, torch.Generator().manual_seed(index))
+        images.append((path.name, low, high))
+    return images, f"{len(images)} embedded sample test images, affine low-dose model simulated (no {split})"
+
+
+def run_quality(ctx: Context, cfg: Any) -> list[Row]:
+    """``cfg``: ``root``, ``max_images``, ``paths`` (``fp32`` first: the reference), ``emulated_images``,
+    ``tile``, ``overlap``, ``batch_size``."""
+    names = ["fp32"] + [n for n in cfg.paths if n != "fp32"]
+    predictors.check_paths(names)
+    images, source = test_pairs(cfg.root, cfg.max_images)
+    ctx.notes.append(f"Quality: {source}; tiled like denoise.py (tile {cfg.tile}, overlap {cfg.overlap}).")
+    reference: dict[str, torch.Tensor] = {}
+    ref_psnr: dict[str, float] = {}
+    rows = []
+    for name in names:
+        try:
+            predictor, path = predictors.build(name, ctx.checkpoint, "cpu", int(cfg.batch_size), ctx.cache_dir)
+        except Exception as err:  # noqa: BLE001 - a missing extra is reported, not fatal
+            rows.append(Row("quality", name, note=f"skipped: {type(err).__name__}: {err}"))
+            continue
+        subset = images[: int(cfg.emulated_images)] if predictors.emulated_bf16(name, "cpu") else images
+        psnr, max_diff = {}, 0.0
+        for image_name, low, high in subset:
+            pred = sliding_window(low, predictor, tile=int(cfg.tile), overlap=int(cfg.overlap), batch_size=int(cfg.batch_size),
+                                  bf16=path.bf16, channels_last=path.channels_last).clamp_(0.0, 1.0)
+            psnr[image_name] = float(image_metrics(pred[None, None], high[None, None])["psnr"][0])
+            if name == "fp32":
+                reference[image_name], ref_psnr[image_name] = pred, psnr[image_name]
+            else:
+                max_diff = max(max_diff, float((pred - reference[image_name]).abs().max()))
+        mean = sum(psnr.values()) / len(psnr)
+        delta = mean - sum(ref_psnr[k] for k in psnr) / len(psnr)
+        ctx.results[("quality", name)] = {"psnr": mean, "delta_db": delta, "images": len(psnr), "max_abs_diff": max_diff}
+        note = path.describe() + (f"; Δ vs fp32 {delta:+.4f} dB, max |Δ| {max_diff:.1e}" if name != "fp32" else "; reference")
+        if len(subset) < len(images):
+            note += f"; bf16 emulated: first {len(subset)} images only"
+        rows.append(Row("quality", name, f"{len(psnr)} images", mean, "dB PSNR", None, None, note))
+        del predictor
+    return rows

@@ -1,0 +1,121 @@
+"""``scripts/denoise.py`` end to end in a fresh process (read → tiles → write, start-up included),
+its peak resident memory, and how fast the command starts."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from datamodules.image_io import ImageInfo, write_image
+from lightning_modules.benchmark import predictors
+from lightning_modules.benchmark.context import Context
+from lightning_modules.benchmark.measure import ProcessResult, run_process
+from lightning_modules.benchmark.report import Row
+from lightning_modules.tiling import count_tiles
+
+SUMMARY = re.compile(r"([\d.]+) Mpix, ([\d.]+) s,")
+
+
+def test_image(ctx: Context, size: int) -> Path:
+    """A 16-bit PNG chest phantom of ``size``², written once into ``ctx.image_dir`` and reused."""
+    path = ctx.image_dir / f"phantom_{size}.png"
+    if not path.is_file():
+        from datamodules.phantom import chest_phantom
+
+        write_image(path, chest_phantom(size, seed=0).numpy(), ImageInfo(16, ".png"))
+    return path
+
+
+def denoise_env(ctx: Context) -> dict[str, str]:
+    """The environment of every denoise process: ONNX exports cached inside the run folder."""
+    return {**os.environ, "XDG_CACHE_HOME": str(ctx.run_dir / "xdg_cache")}
+
+
+def run_denoise(ctx: Context, image: Path, name: str, overrides: list[str], timeout_s: float) -> ProcessResult:
+    out_dir = ctx.run_dir / "denoised" / f"{name}_{image.stem}"
+    command = [
+        sys.executable, str(ctx.repo / "scripts" / "denoise.py"), f"input={image}", f"output={out_dir}",
+        f"ckpt={ctx.checkpoint}", "progress=false", "overwrite=true", "device=cpu",
+        f"hydra.run.dir={ctx.run_dir / 'denoise_runs' / f'{name}_{image.stem}'}", *overrides,
+    ]
+    return run_process(command, cwd=ctx.repo, env=denoise_env(ctx), timeout_s=timeout_s)
+
+
+def _prepare_onnx(ctx: Context) -> None:
+    """Export the ONNX model into the denoise processes' cache, so their timings are run only."""
+    predictors.build("onnxruntime", ctx.checkpoint, "cpu", cache_dir=ctx.run_dir / "xdg_cache" / "xray-denoise" / "onnx")
+
+
+def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
+    """``cfg``: ``sizes``, ``paths``, ``large_size``/``large_paths`` (paths run at sizes >= large_size),
+    ``compile_size`` (torch.compile runs at this size only), ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
+    predictors.check_paths(list(cfg.paths) + list(cfg.large_paths))
+    settings = [f"tile={cfg.tile}", f"overlap={cfg.overlap}", f"batch_size={cfg.batch_size}"]
+    rows: list[Row] = []
+    if "onnxruntime" in cfg.paths or "onnxruntime" in cfg.large_paths:
+        try:
+            _prepare_onnx(ctx)
+        except ImportError as err:
+            rows.append(Row("tiled", "onnxruntime", note=f"skipped: {err}"))
+    sizes = sorted(int(s) for s in cfg.sizes)
+    for size in sizes:
+        image = test_image(ctx, size)
+        names = list(cfg.large_paths) if size >= int(cfg.large_size) else list(cfg.paths)
+        tiles = count_tiles(size, size, int(cfg.tile), int(cfg.overlap))
+        for name in names:
+            if name == "compile" and size != int(cfg.compile_size):
+                continue
+            if predictors.emulated_bf16(name, "cpu") and size != sizes[0]:
+                continue
+            if name == "onnxruntime" and any(r.case == "onnxruntime" and r.note.startswith("skipped") for r in rows):
+                continue
+            result = run_denoise(ctx, image, name, predictors.denoise_overrides(name) + settings, float(cfg.timeout_s))
+            if result.returncode != 0:
+                rows.append(Row("tiled", name, f"{size}²", note=f"failed (exit {result.returncode}): {result.stderr.strip()[-300:]}"))
+                continue
+            match = SUMMARY.search(result.stderr + result.stdout)
+            loop_s = float(match.group(2)) if match else None
+            rate = size * size / 1e6 / result.seconds
+            path = predictors.inference_path(name, "cpu")
+            notes = [path.describe(), f"{tiles} tile{'s' if tiles != 1 else ''}", f"process {result.seconds:.1f} s"]
+            if loop_s is not None:
+                notes.append(f"denoising loop {loop_s:.1f} s")
+            if predictors.emulated_bf16(name, "cpu"):
+                notes.append("bf16 emulated: smallest size only")
+            ctx.results[("tiled", name, size)] = {"mpix_per_s": rate, "peak_mb": result.peak_mb, "seconds": result.seconds}
+            rows.append(Row("tiled", name, f"{size}²", rate, "Mpix/s", None, result.peak_mb, "; ".join(notes)))
+    return rows
+
+
+def run_startup(ctx: Context, cfg: Any) -> list[Row]:
+    """Import times and process start → first tile of ``scripts/denoise.py`` (default path, one tile)."""
+    rows = []
+    probe = (
+        "import sys, time; t = time.perf_counter(); import lightning_modules.denoising; "
+        "print(time.perf_counter() - t, 'lightning' in sys.modules, 'segmentation_models_pytorch' in sys.modules)"
+    )
+    result = run_process([sys.executable, "-c", probe], cwd=ctx.repo)
+    if result.returncode == 0:
+        seconds, lightning, smp = result.stdout.split()[-3:]
+        ctx.results["denoise_imports_lightning"] = lightning == "True"
+        rows.append(Row("startup", "import lightning_modules.denoising", "", float(seconds), "s", None, result.peak_mb,
+                        f"imports Lightning: {'yes' if lightning == 'True' else 'no'}; segmentation_models_pytorch: "
+                        f"{'yes' if smp == 'True' else 'no'}"))
+    image = test_image(ctx, int(cfg.first_tile_size))
+    best = None
+    for _ in range(int(cfg.repeats)):
+        result = run_denoise(ctx, image, "startup", [], timeout_s=300)
+        if result.returncode == 0 and (best is None or result.seconds < best.seconds):
+            best = result
+    if best is not None:
+        ctx.results["first_tile_s"] = best.seconds
+        rows.append(Row("startup", "denoise.py start → first tile", f"{cfg.first_tile_size}²", best.seconds, "s", None,
+                        best.peak_mb, f"whole process on a one-tile image (upper bound), best of {cfg.repeats}; default path"))
+    for module in cfg.imports:
+        result = run_process([sys.executable, "-c", f"import {module}"], cwd=ctx.repo)
+        rows.append(Row("startup", f"python -c 'import {module}'", "", result.seconds, "s", None, result.peak_mb,
+                        "process wall time (interpreter start included)"))
+    return rows

@@ -1,0 +1,15 @@
+"""Benchmark speed against the hardware and the alternatives: ``python scripts/benchmark.py [quick=true]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_modules.benchmark.runner import run_benchmark
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")
+def main(cfg: DictConfig) -> None:
+    run_benchmark(cfg)
+
+
+if __name__ == "__main__":
+    main()
