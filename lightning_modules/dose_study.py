@@ -156,5 +156,6 @@ def metric_rows(name: str, clean: torch.Tensor, outputs: Outputs, methods: Seque
         batch = torch.stack([by_method[m] for m in methods])
         values = image_metrics(batch, clean.expand_as(batch))
         for k, method in enumerate(methods):
-            rows.append({"file": name, "dose": condition, "method": method, **{m: float(values[m][k]) for m in METRIC_NAMES}})
+            metrics = {m: float(values[m][k]) for m in METRIC_NAMES}
+            rows.append({"file": name, "dose": condition, "method": method, **metrics})
     return rows

@@ -101,6 +101,8 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     info: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    if path.suffix == ".safetensors":  # an export: weights and hyper-parameters only
+        return info
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     for key in ("epoch", "global_step", "val/psnr"):
         value = checkpoint.get(key)

@@ -100,7 +100,9 @@ def differences_section(summary: dict[str, Any]) -> list[str]:
     pairs = sorted({p for by_pair in diffs.values() for p in by_pair})
     if not pairs:
         return []
-    header = ["dose"] + [f"{TITLES[m]}: model − {LABELS.get(p.split(' − ')[-1], p)}" for p in pairs for m in ("psnr", "ssim")]
+    header = ["dose"] + [
+        f"{TITLES[m]}: model − {LABELS.get(p.split(' − ')[-1], p)}" for p in pairs for m in ("psnr", "ssim")
+    ]
     rows = []
     for dose, by_pair in diffs.items():
         row = [dose_label(dose)]
@@ -142,7 +144,8 @@ def detail_table(summary: dict[str, Any]) -> str:
                 f"{stats['mse']['mean']:.3e}",
             ])
     return markdown_table(
-        ["dose", "method", "n", "PSNR mean", "PSNR std", "PSNR 95 % CI", "SSIM mean", "SSIM std", "SSIM 95 % CI", "MSE mean"],
+        ["dose", "method", "n", "PSNR mean", "PSNR std", "PSNR 95 % CI", "SSIM mean", "SSIM std", "SSIM 95 % CI",
+         "MSE mean"],
         rows,
     )
 
@@ -174,7 +177,10 @@ def methods_section(summary: dict[str, Any]) -> list[str]:
     for name in summary["baselines"]:
         lines.append(f"- **{LABELS[name]}**: {DESCRIPTIONS[name]}, applied after: {summary['transform']}.")
     precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
-    lines.append(f"- **Model**: the network of the checkpoint below, on full images, {precision}, on {summary['device']}.")
+    tta = f", averaged over {summary['tta']} flipped/transposed views (tta)" if summary.get("tta") else ""
+    lines.append(
+        f"- **Model**: the network of the checkpoint below, on full images, {precision}, on {summary['device']}{tta}."
+    )
     return lines + [""]
 
 
@@ -182,12 +188,13 @@ def provenance_section(summary: dict[str, Any], run_config_yaml: str, report_con
     ckpt = summary["checkpoint"]
     ckpt_rows = [[k, str(v)] for k, v in ckpt.items()]
     versions = [[k, v] for k, v in summary["versions"].items()]
+    subset = " (evenly spaced, max_images)" if summary["images"] < summary["split_images"] else ""
     return [
         "## Provenance",
         "",
         f"- run: `{summary['run']}`",
         f"- data: `{summary['data_root']}`, split `{summary['split']}`, {summary['images']} of "
-        f"{summary['split_images']} images{' (evenly spaced, max_images)' if summary['images'] < summary['split_images'] else ''}",
+        f"{summary['split_images']} images{subset}",
         f"- the run's data: {'; '.join(f'{k}: `{v}`' for k, v in summary['run_data'].items())}",
         f"- report written {summary['created']}, in {summary['seconds']:.0f} s",
         "",
@@ -255,7 +262,8 @@ def render_report(summary: dict[str, Any], figures: dict[str, str], run_config_y
             "",
         ]
         for dose, path in panels:
-            lines += [f"### {'Real pairs' if dose == PAIRED else f'Dose {dose}'}", "", f"![examples at {dose_label(dose)}]({path})", ""]
+            heading = "Real pairs" if dose == PAIRED else f"Dose {dose}"
+            lines += [f"### {heading}", "", f"![examples at {dose_label(dose)}]({path})", ""]
     lines += ["## All numbers", "", detail_table(summary), ""]
     timing = [[LABELS.get(m, m), f"{s:.3f}"] for m, s in summary["seconds_per_image"].items()]
     lines += ["## Time per image", "", markdown_table(["method", "seconds per image and dose"], timing), ""]

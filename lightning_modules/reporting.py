@@ -25,12 +25,13 @@ from rich.table import Table
 
 from datamodules.atomic import atomic_write_text
 from datamodules.dose import check_dose
-from datamodules.pairing import find_pairs
+from datamodules.pairing import DatasetLayoutError, find_pairs
 from datamodules.splits import eval_seed
 from lightning_modules.baselines import LABELS, select_baselines
 from lightning_modules.checkpoint_io import load_network
 from lightning_modules.devices import pick_device
 from lightning_modules.dose_study import PAIRED, Condition, DoseStudy, StudyResult
+from lightning_modules.ensemble import with_tta
 from lightning_modules.metrics import METRIC_NAMES
 from lightning_modules.report_data import (
     EvalImage, data_root, describe_run_data, noise_model, resolve_inputs, split_images, subset,
@@ -104,6 +105,8 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(
             f"ckpt={cfg.ckpt}: not inside a training run folder, so its data config is unknown; pass run=<run folder>"
         )
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise FileNotFoundError(f"ckpt={cfg.ckpt}: {run_dir} has no {RUN_CONFIG}, so its data config is unknown")
     run_cfg = OmegaConf.load(run_dir / RUN_CONFIG)
     run_data = run_cfg.data
     root = data_root(run_data, cfg.get("data_root"))
@@ -114,23 +117,10 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     out_dir = output_dir(cfg)
 
     net, hparams = load_network(ckpt_path)
+    net = with_tta(net, cfg.get("tta"))
     device = pick_device(str(cfg.device))
     common = {"device": device, "bf16": str(cfg.precision) == "bf16", "channels_last": bool(hparams.get("channels_last"))}
-    extra: dict[str, Any] = {}
-    if inputs == "paired":
-        if any(image.low is None for image in images):
-            raise FileNotFoundError(f"inputs=paired: {root / cfg.split} has no high/ and low/ folders of real pairs")
-        fit_pairs = find_pairs(root / str(cfg.affine_fit_split))
-        correction = fit_affine_degradation([(p.low, p.high) for p in fit_pairs], AFFINE_FIT_PAIRS)
-        extra["affine_fit"] = {"split": str(cfg.affine_fit_split), "pairs": min(len(fit_pairs), AFFINE_FIT_PAIRS),
-                               "gain": correction.gain, "offset": correction.offset, "noise": correction.noise}
-        study = DoseStudy(net, baselines, paired_stabiliser=correction, **common)
-    else:
-        noise = noise_model(cfg.get("noise"), run_data)
-        seed = eval_seed(cfg.seed if cfg.get("seed") is not None else run_data.get("seed", 1234), str(cfg.split))
-        doses = [float(d) for d in cfg.doses]
-        study = DoseStudy(net, baselines, doses, noise, seed, reference_doses(doses, cfg.get("reference_doses")), **common)
-        extra.update({"noise": repr(noise), "seed": seed, "reference_doses": study.reference_doses})
+    study, extra = build_study(cfg, inputs, run_data, root, images, net, baselines, common)
 
     result = _run(study, images, bool(cfg.progress))
     summary = build_summary(study, result, inputs, baselines, notes)
@@ -145,6 +135,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         "split_images": len(all_images),
         "files": [image.name for image in images],
         "precision": str(cfg.precision),
+        "tta": cfg.get("tta") or False,
         "device": str(device),
         "versions": software_versions(),
         "created": created,
@@ -160,6 +151,29 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     written = write_document(markdown, out_dir / "report.md", f"Evaluation report: {summary['title']}", html=bool(cfg.html))
     _print_summary(summary, written)
     return summary
+
+
+def build_study(
+    cfg: DictConfig, inputs: str, run_data: DictConfig, root: Path, images: list[EvalImage], net: Any,
+    baselines: list[str], common: dict[str, Any],
+) -> tuple[DoseStudy, dict[str, Any]]:
+    """The study of simulated doses or of real pairs, and what the report says about its inputs."""
+    if inputs == "paired":
+        if any(image.low is None for image in images):
+            raise FileNotFoundError(f"inputs=paired: {root / cfg.split} has no high/ and low/ folders of real pairs")
+        try:
+            fit_pairs = find_pairs(root / str(cfg.affine_fit_split))
+        except DatasetLayoutError as err:
+            raise DatasetLayoutError(f"affine_fit_split={cfg.affine_fit_split}: {err}") from err
+        correction = fit_affine_degradation([(p.low, p.high) for p in fit_pairs], AFFINE_FIT_PAIRS)
+        fit = {"split": str(cfg.affine_fit_split), "pairs": min(len(fit_pairs), AFFINE_FIT_PAIRS),
+               "gain": correction.gain, "offset": correction.offset, "noise": correction.noise}
+        return DoseStudy(net, baselines, paired_stabiliser=correction, **common), {"affine_fit": fit}
+    noise = noise_model(cfg.get("noise"), run_data)
+    seed = eval_seed(cfg.seed if cfg.get("seed") is not None else run_data.get("seed", 1234), str(cfg.split))
+    doses = [float(d) for d in cfg.doses]
+    study = DoseStudy(net, baselines, doses, noise, seed, reference_doses(doses, cfg.get("reference_doses")), **common)
+    return study, {"noise": repr(noise), "seed": seed, "reference_doses": study.reference_doses}
 
 
 def _run(study: DoseStudy, images: list[EvalImage], progress: bool) -> StudyResult:
@@ -249,7 +263,9 @@ def _curve_data(summary: dict[str, Any]):
     return curves, reference, equivalents
 
 
-def panel_cases(study: DoseStudy, by_name: dict[str, EvalImage], rows: list[dict[str, Any]], condition: Condition) -> list[PanelCase]:
+def panel_cases(
+    study: DoseStudy, by_name: dict[str, EvalImage], rows: list[dict[str, Any]], condition: Condition
+) -> list[PanelCase]:
     """Best, median and worst image by model PSNR at ``condition``, recomputed (same seeds, same output)."""
     model_rows = sorted((r for r in rows if r["dose"] == condition and r["method"] == "model"), key=lambda r: r["psnr"])
     picks: dict[str, list[str]] = {}

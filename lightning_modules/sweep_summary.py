@@ -263,9 +263,12 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
             series.setdefault(", ".join(f"{k}={job.values.get(k, '')}" for k in others) or "model", []).append(job)
         for label, members in series.items():
             members.sort(key=lambda j: float(j.values[x_key]))
-            ax.plot([float(j.values[x_key]) for j in members], [j.metrics[metric] for j in members], marker="o", label=label)
+            xs_series = [float(j.values[x_key]) for j in members]
+            ax.plot(xs_series, [j.metrics[metric] for j in members], marker="o", label=label)
         if metric == "test/psnr" and any("test/psnr_noisy" in j.metrics for j in done):
-            noisy = sorted((float(j.values[x_key]), j.metrics["test/psnr_noisy"]) for j in done if "test/psnr_noisy" in j.metrics)
+            noisy = sorted(
+                (float(j.values[x_key]), j.metrics["test/psnr_noisy"]) for j in done if "test/psnr_noisy" in j.metrics
+            )
             ax.plot(*zip(*noisy), linestyle="--", color="0.5", marker=".", label="noisy input")
         xs = [float(j.values[x_key]) for j in jobs if x_key in j.values]
         if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
@@ -275,12 +278,18 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
             ax.minorticks_off()
         ax.set_xlabel(x_key)
         ax.set_ylabel(HEADINGS[metric] + " (dB)")
-        floor = min([j.metrics[metric] for j in done] + [j.metrics.get("test/psnr_noisy", 1e9) for j in done], default=0.0)
+        shown = [j.metrics[metric] for j in done]
+        shown += [j.metrics["test/psnr_noisy"] for j in done if "test/psnr_noisy" in j.metrics]
+        low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
+        span = max(high - low, 1.0)
+        floor = low - 0.12 * span  # failed jobs sit below every measured value
+        if missing:
+            ax.set_ylim(floor - 0.1 * span, high + 0.08 * span)
         for job in missing:
             x = float(job.values.get(x_key, xs[0] if xs else 0.0))
             ax.plot([x], [floor], marker="X", markersize=12, color="tab:red", linestyle="none")
-            ax.annotate(f"job {job.number} {job.status}", (x, floor), textcoords="offset points", xytext=(0, 10),
-                        ha="center", fontsize=8, color="tab:red", rotation=90, va="bottom")
+            ax.annotate(f"job {job.number}\n{job.status}", (x, floor), textcoords="offset points", xytext=(8, 0),
+                        ha="left", va="center", fontsize=8, color="tab:red")
         if missing:
             ax.plot([], [], marker="X", color="tab:red", linestyle="none", label="failed / not started")
         ax.legend(fontsize=8)
@@ -292,6 +301,8 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
             if metric not in job.metrics:
                 ax.annotate(job.status.upper(), (0, bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
                             textcoords="offset points", va="center", color="tab:red", fontsize=9, fontweight="bold")
+        if not done:
+            ax.set_xlim(0, 1)
         ax.set_yticks(range(len(jobs)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(HEADINGS[metric] + " (dB)")

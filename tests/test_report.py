@@ -197,8 +197,8 @@ def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
 def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs, tmp_path):
     base, _ = runs
     out = tmp_path / "paired"
-    summary = _report(base / "paired", out, "baselines=[nlm]", "html=false")
-    assert summary["inputs"] == "paired" and summary["dose_keys"] == ["paired"]
+    summary = _report(base / "paired", out, "baselines=[nlm]", "html=false", "tta=4")
+    assert summary["inputs"] == "paired" and summary["dose_keys"] == ["paired"] and summary["tta"] == 4
     assert summary["affine_fit"]["gain"] == pytest.approx(0.585, abs=0.03)
     assert "dose_reduction" not in summary and (out / "figures" / "panels_paired.png").is_file()
     assert not (out / "figures" / "curves.png").exists() and not (out / "report.html").exists()
