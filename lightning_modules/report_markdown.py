@@ -38,14 +38,6 @@ def method_table(summary: dict[str, Any], metric: str) -> str:
     return markdown_table(["method \\ dose"] + [dose_label(d) for d in doses], rows)
 
 
-def plain_psnr_table(summary: dict[str, Any]) -> str:
-    """Method × dose mean PSNR without intervals (the table to paste into a note)."""
-    doses = summary["dose_keys"]
-    rows = [[LABELS.get(m, m)] + [fmt("psnr", summary["metrics"][d][m]["psnr"]["mean"]) for d in doses]
-            for m in summary["methods"]]
-    return markdown_table(["PSNR (dB) \\ dose"] + [dose_label(d) for d in doses], rows)
-
-
 def _percent(dose: float) -> str:
     return f"{100 * dose:.3g} %"
 
