@@ -55,7 +55,7 @@ class ConvUnit(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, relu: bool, fused: bool) -> None:
         super().__init__()
-        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("weight", weight.contiguous(memory_format=torch.channels_last))  # NHWC kernels
         self.register_buffer("bias", bias.contiguous())
         self.stride, self.padding = [stride, stride], [weight.shape[-1] // 2] * 2
         self.relu, self.fused = relu, fused
@@ -147,7 +147,8 @@ class FastUnet(nn.Module):
     def core(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a (B, 1, H, W) input whose sides are multiples of 32 (no padding)."""
         x = x.contiguous(memory_format=torch.channels_last)
-        features = [x, self.stem(x)]
+        # With one input channel the stem's output comes back NCHW; every later layer runs NHWC.
+        features = [x, self.stem(x).contiguous(memory_format=torch.channels_last)]
         y = F.max_pool2d(features[-1], kernel_size=3, stride=2, padding=1)
         for layer in self.layers:
             y = layer(y)

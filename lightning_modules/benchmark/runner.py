@@ -71,11 +71,11 @@ def _ceilings(ctx: Context, cfg: Any, device: str) -> list[Row]:
     return rows
 
 
-def _model_rows(ctx: Context) -> list[Row]:
+def _model_rows(ctx: Context, size: int) -> list[Row]:
     from lightning_modules.checkpoint_io import load_network
 
     net, _ = load_network(ctx.checkpoint)
-    ctx.gflop_per_mpix = model_gflop_per_mpix(net.train())
+    ctx.gflop_per_mpix = model_gflop_per_mpix(net.train(), size)
     return [
         Row("ceilings", "model forward", "", ctx.gflop_per_mpix["forward"], "GFLOP/Mpix", None, None,
             "FlopCounterMode; the % of ceiling columns divide by the conv 3×3 rate of the same precision"),
@@ -93,7 +93,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     from lightning_modules.benchmark.training import run_loader, run_training
 
     cfg = settings(cfg)
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=200)  # logs keep the table readable
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info(REPO)
@@ -102,7 +102,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     ctx.image_dir.mkdir(parents=True, exist_ok=True)
     ctx.notes.append(f"Model: {model_note}.")
     ctx.notes.append(f"The default path here: {choose_path('auto', 'auto', 'cpu').describe()} (backend=auto precision=auto).")
-    rows = _model_rows(ctx)
+    rows = _model_rows(ctx, int(cfg.flop_size))
     data_cfg = cfg.data
     jobs = {
         "ceilings": lambda: _ceilings(ctx, cfg.ceilings, "cpu"),

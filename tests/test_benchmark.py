@@ -1,0 +1,197 @@
+"""Fast inference paths give fp32 eager's output within stated tolerances; the benchmark runs tiny.
+
+Tolerances (absolute, on outputs of an untrained network whose values reach about 1.5):
+channels_last, FastUnet (BN folded, oneDNN fused) 1e-4; ONNX Runtime 1e-3; bf16 autocast 0.05
+(bf16 keeps 8 bits of mantissa through some 30 layers). Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+from torch import nn
+
+from conftest import compose_config
+from datamodules.image_io import ImageInfo, read_image, write_image
+from lightning_modules.checkpoint_io import save_weights
+from lightning_modules.fast_unet import FastUnet, unsupported_reason
+from lightning_modules.inference_paths import InferencePath, choose_path, load_predictor
+from lightning_modules.model import DenoisingUnet
+
+HPARAMS = {"encoder_name": "resnet18", "residual": True}
+
+
+def _net(seed: int = 0, **kwargs) -> DenoisingUnet:
+    """An untrained network with non-trivial BatchNorm statistics (so folding them is tested)."""
+    torch.manual_seed(seed)
+    net = DenoisingUnet(residual=True, **kwargs).eval()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    return net
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "net.pth"
+    return save_weights(path, _net(), HPARAMS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def xdg_cache(tmp_path_factory):
+    """One ONNX cache for the module (each export takes seconds), never the user's ~/.cache."""
+    root = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root))
+        yield root
+
+
+def _reference(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net(x)
+
+
+def test_fast_unet_equals_eager():
+    net = _net()
+    for fused in (False, True):
+        fast = FastUnet(HPARAMS, net.state_dict(), fused=fused)
+        for shape in [(2, 1, 64, 64), (1, 1, 70, 45)]:  # the second is padded to 96×64 and cropped
+            x = torch.rand(shape)
+            with torch.no_grad():
+                out = fast(x)
+            torch.testing.assert_close(out, _reference(net, x), atol=1e-4, rtol=1e-4)
+
+
+def test_fast_unet_refuses_what_it_cannot_fold():
+    state = _net().state_dict()
+    assert unsupported_reason({"norm": "group"}, state).startswith("norm=group")
+    assert "encoder_name" in unsupported_reason({"encoder_name": "resnet50"}, state)
+    with pytest.raises(ValueError, match="decoder_attention_type=scse"):
+        FastUnet({"decoder_attention_type": "scse"}, state)
+
+
+def test_channels_last_equals_fp32():
+    net = _net()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, _reference(_net(), x), atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_autocast_close_to_fp32():
+    net = _net()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x).float()
+    assert float((out - _reference(net, x)).abs().max()) < 0.05
+
+
+def test_onnxruntime_equals_fp32(checkpoint, xdg_cache):
+    pytest.importorskip("onnxruntime")
+    from lightning_modules.onnx_backend import default_cache_dir
+
+    predictor, path = load_predictor(checkpoint, "cpu", choose_path("onnxruntime", "32"))
+    net = _net()
+    for shape in [(2, 1, 64, 64), (1, 1, 70, 45)]:  # dynamic batch and size; the second is padded
+        x = torch.rand(shape)
+        torch.testing.assert_close(predictor(x), _reference(net, x), atol=1e-3, rtol=1e-3)
+    cache = default_cache_dir()
+    assert cache.is_relative_to(xdg_cache) and len(list(cache.glob("*.onnx"))) == 1
+    load_predictor(checkpoint, "cpu", path)  # cached: exports nothing new
+    assert len(list(cache.glob("*.onnx"))) == 1
+
+
+def test_missing_onnxruntime_names_the_extra(checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(ImportError, match=r"xray-denoise\[onnx\]"):
+        load_predictor(checkpoint, "cpu", choose_path("onnxruntime", "32"), cache_dir=tmp_path)
+
+
+def test_choose_path_auto_and_errors(monkeypatch):
+    from lightning_modules import inference_paths
+
+    monkeypatch.setattr(inference_paths, "bf16_native", lambda device: False)
+    path = choose_path("auto", "auto", "cpu")
+    assert path.backend == "fast" and not path.bf16
+    monkeypatch.setattr(inference_paths, "bf16_native", lambda device: True)
+    path = choose_path("auto", "auto", "cpu")
+    assert path.backend == "fast" and path.bf16 and not path.fused  # bf16 runs through autocast, unfused
+    assert choose_path("torch", "32", "cpu") == InferencePath("torch", bf16=False, channels_last=True)
+    with pytest.raises(ValueError, match="backend='tensorrt' is unknown"):
+        choose_path("tensorrt", "32", "cpu")
+    with pytest.raises(ValueError, match="precision='16' is unknown"):
+        choose_path("torch", "16", "cpu")
+    with pytest.raises(ValueError, match="backend=onnxruntime runs fp32 only"):
+        choose_path("onnxruntime", "bf16", "cpu")
+
+
+def test_unsupported_network_falls_back_to_eager(tmp_path):
+    path = save_weights(tmp_path / "gn.pth", DenoisingUnet(residual=True, norm="group"), {**HPARAMS, "norm": "group"})
+    predictor, taken = load_predictor(path, "cpu", choose_path("fast", "32", "cpu"))
+    assert isinstance(predictor, DenoisingUnet) and taken.backend == "torch" and "norm=group" in taken.note
+
+
+@pytest.mark.parametrize("backend", ["fast", "onnxruntime"])
+def test_denoise_backends_write_the_torch_image(checkpoint, tmp_path, backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    from lightning_modules.denoising import denoise
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "in" / "a.png", rng.random((70, 90)), ImageInfo(16, ".png"))
+    outputs = {}
+    for name in ("torch", backend):
+        cfg = compose_config("denoise", [f"input={tmp_path / 'in'}", f"output={tmp_path / name}", f"ckpt={checkpoint}",
+                                         f"backend={name}", "precision=32", "tile=64", "overlap=16", "progress=false"])
+        denoise(cfg)
+        outputs[name] = read_image(tmp_path / name / "a.png")[0]
+    assert np.abs(outputs[backend] - outputs["torch"]).max() < 1e-3
+
+
+def test_child_peak_memory_is_its_own():
+    from lightning_modules.benchmark.measure import run_process
+
+    ballast = np.ones(200_000_000 // 8)  # this process is large; a small child must not inherit its peak
+    small = run_process([sys.executable, "-c", "pass"])
+    big = run_process([sys.executable, "-c", "import numpy; a = numpy.ones(150_000_000 // 8)"])
+    assert small.returncode == 0 and small.peak_mb < 100
+    assert big.peak_mb > 150 and ballast.sum() > 0
+
+
+def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
+    from lightning_modules.benchmark.runner import run_benchmark
+
+    cfg = compose_config("benchmark", [
+        f"paths.log_dir={tmp_path / 'logs'}", "fail_fast=true", "flop_size=64",
+        "sections=[ceilings,inference,tiled,quality,training,loader,baselines,gpu]",
+        "ceilings.matmul_n=128", "ceilings.conv_size=32", "ceilings.emulated_matmul_n=32", "ceilings.emulated_conv_size=16",
+        "ceilings.repeats=1",
+        "inference.paths=[channels_last,default]", "inference.sizes=[64]", "inference.repeats=1",
+        "tiled.sizes=[64]", "tiled.paths=[default]", "tiled.large_size=100000",
+        "quality.max_images=1", "quality.root=null", "quality.paths=[fp32,default]",
+        "training.variants=[channels_last]", "training.batch_size=2", "training.patch_size=32",
+        "training.warmup_steps=1", "training.steps=1", "loader.batches=2", "loader.warmup_batches=1",
+        "baselines.methods=[nlm]", "baselines.images=1",
+    ])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    result = run_benchmark(cfg)
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    sections = {row["section"] for row in report["rows"]}
+    assert {"ceilings", "inference", "tiled", "quality", "training", "loader", "baselines", "gpu"} <= sections
+    assert not [row for row in report["rows"] if "failed" in row["note"] or "skipped" in row["note"]]
+    cases = {(row["section"], row["case"]) for row in report["rows"]}
+    assert {("inference", "default"), ("tiled", "default"), ("training", "Lightning loop, channels_last")} <= cases
+    assert report["machine"]["cpu"] and "torch" in report["machine"]["versions"]
+    assert {t["name"] for t in report["targets"]} >= {"denoise.py default vs ONNX Runtime", "8192² memory"}
+    markdown = (tmp_path / "run" / "benchmark.md").read_text()
+    assert "| inference | default | 1×64² |" in markdown and "## Targets" in markdown
+    assert result["markdown"] == tmp_path / "run" / "benchmark.md"
