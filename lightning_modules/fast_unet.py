@@ -93,10 +93,22 @@ class DecoderBlock(nn.Module):
         self.conv1, self.conv2 = conv1, conv2
 
     def forward(self, x: torch.Tensor, size: tuple[int, int], skip: torch.Tensor | None) -> torch.Tensor:
+        return self.conv2(self.conv1(upsample_cat(x, size, skip)))
+
+
+def upsample_cat(x: torch.Tensor, size: tuple[int, int], skip: torch.Tensor | None) -> torch.Tensor:
+    """``cat([nearest_upsample(x, size), skip], dim=1)`` in NHWC, the 2× upsampling written straight
+    into the concatenated tensor (one pass over memory fewer than interpolate + cat)."""
+    batch, channels, height, width = x.shape
+    if skip is None or tuple(size) != (2 * height, 2 * width) or skip.shape[-2:] != tuple(size):
         x = F.interpolate(x, size=size, mode="nearest")
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
+        return x if skip is None else torch.cat([x, skip], dim=1)
+    out = torch.empty(batch, channels + skip.shape[1], *size, dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    nhwc = out.permute(0, 2, 3, 1)  # a contiguous (B, H, W, C) view
+    nhwc.view(batch, height, 2, width, 2, -1)[..., :channels].copy_(x.permute(0, 2, 3, 1)[:, :, None, :, None, :])
+    nhwc[..., channels:].copy_(skip.permute(0, 2, 3, 1))
+    return out
 
 
 class FastUnet(nn.Module):
@@ -127,6 +139,11 @@ class FastUnet(nn.Module):
             return ConvUnit(weight, bias, stride, relu, fused)
 
         self.stem = unit("encoder.conv1", "encoder.bn1", 2, True)
+        # One input channel makes NCHW and NHWC the same layout, and the convolution then answers
+        # in NCHW; a second, all-zero input channel keeps the stem (and every later layer) NHWC.
+        self.stem.weight = torch.cat([self.stem.weight, torch.zeros_like(self.stem.weight)], dim=1).contiguous(
+            memory_format=torch.channels_last
+        )
         self.layers = nn.ModuleList()
         for index, blocks in enumerate(ENCODER_BLOCKS[hparams.get("encoder_name", "resnet18")], start=1):
             layer = nn.Sequential()
@@ -147,8 +164,9 @@ class FastUnet(nn.Module):
     def core(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a (B, 1, H, W) input whose sides are multiples of 32 (no padding)."""
         x = x.contiguous(memory_format=torch.channels_last)
-        # With one input channel the stem's output comes back NCHW; every later layer runs NHWC.
-        features = [x, self.stem(x).contiguous(memory_format=torch.channels_last)]
+        two = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device).contiguous(memory_format=torch.channels_last)
+        two[:, :1] = x
+        features = [x, self.stem(two)]
         y = F.max_pool2d(features[-1], kernel_size=3, stride=2, padding=1)
         for layer in self.layers:
             y = layer(y)
