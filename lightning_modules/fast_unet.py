@@ -42,6 +42,11 @@ def unsupported_reason(hparams: dict[str, Any], state: dict[str, torch.Tensor]) 
     return None
 
 
+def _tracing() -> bool:
+    """True under ONNX export, TorchScript tracing or torch.compile, which want out-of-place ops."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def fused_ops_available() -> bool:
     """Whether this torch build has oneDNN's fused convolution kernels (CPU builds with mkldnn)."""
     try:
@@ -100,7 +105,7 @@ def upsample_cat(x: torch.Tensor, size: tuple[int, int], skip: torch.Tensor | No
     """``cat([nearest_upsample(x, size), skip], dim=1)`` in NHWC, the 2× upsampling written straight
     into the concatenated tensor (one pass over memory fewer than interpolate + cat)."""
     batch, channels, height, width = x.shape
-    if skip is None or tuple(size) != (2 * height, 2 * width) or skip.shape[-2:] != tuple(size):
+    if skip is None or tuple(size) != (2 * height, 2 * width) or skip.shape[-2:] != tuple(size) or _tracing():
         x = F.interpolate(x, size=size, mode="nearest")
         return x if skip is None else torch.cat([x, skip], dim=1)
     out = torch.empty(batch, channels + skip.shape[1], *size, dtype=x.dtype, device=x.device,
@@ -164,8 +169,12 @@ class FastUnet(nn.Module):
     def core(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a (B, 1, H, W) input whose sides are multiples of 32 (no padding)."""
         x = x.contiguous(memory_format=torch.channels_last)
-        two = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device).contiguous(memory_format=torch.channels_last)
-        two[:, :1] = x
+        if _tracing():  # exporters and compilers get plain, out-of-place ops
+            two = torch.cat([x, torch.zeros_like(x)], dim=1)
+        else:
+            two = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device)
+            two = two.contiguous(memory_format=torch.channels_last)
+            two[:, :1] = x
         features = [x, self.stem(two)]
         y = F.max_pool2d(features[-1], kernel_size=3, stride=2, padding=1)
         for layer in self.layers:

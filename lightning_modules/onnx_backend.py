@@ -20,7 +20,7 @@ from datamodules.atomic import atomic_write
 
 INSTALL_HINT = "install the onnx extra: pip install 'xray-denoise[onnx]' (or uv sync --extra onnx)"
 OPSET = 17
-EXPORT_VERSION = "1"  # bump when the export changes, so cached files are rebuilt
+EXPORT_VERSION = "2"  # bump when the exported graph changes (FastUnet, _Core), so cached files are rebuilt
 
 
 def require_onnxruntime() -> Any:
