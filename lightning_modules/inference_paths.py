@@ -108,18 +108,21 @@ def load_predictor(
     ``cache_dir`` holds ONNX exports (default ``$XDG_CACHE_HOME/xray-denoise/onnx``).
     """
     device = torch.device(device)
-    hparams, state = read_checkpoint(checkpoint)
-    reason = unsupported_reason(hparams, state)
-    if reason is None and path.backend != "torch":
-        net: nn.Module = FastUnet(hparams, state, fused=path.fused)
-    else:
+    if path.backend == "torch":
         from lightning_modules.checkpoint_io import load_network  # imports segmentation_models_pytorch
 
-        net, _ = load_network(checkpoint)
-        if path.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        if path.backend == "fast":
-            path = replace(path, backend="torch", fused=False, note=f"FastUnet does not support {reason}")
+        net: nn.Module = load_network(checkpoint)[0]
+    else:
+        hparams, state = read_checkpoint(checkpoint)
+        reason = unsupported_reason(hparams, state)
+        if reason is None:
+            net = FastUnet(hparams, state, fused=path.fused)
+        else:
+            net = _eager(hparams, state)
+            if path.backend == "fast":
+                path = replace(path, backend="torch", fused=False, note=f"FastUnet does not support {reason}")
+    if not isinstance(net, FastUnet) and path.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     net = net.to(device).eval()
     if path.backend == "compile":
         options = {"freezing": True} if device.type == "cpu" else None
@@ -127,6 +130,17 @@ def load_predictor(
     if path.backend == "onnxruntime":
         from lightning_modules.onnx_backend import OnnxPredictor, cached_onnx
 
-        onnx_path, _ = cached_onnx(net, state_fingerprint(state, repr({k: hparams.get(k) for k in ("encoder_name", "residual", "norm")})), cache_dir)
+        network = repr({k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type")})
+        onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
         return OnnxPredictor(onnx_path), path
     return net, path
+
+
+def _eager(hparams: dict, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The trained DenoisingUnet from already-read weights (imports segmentation_models_pytorch)."""
+    from lightning_modules.checkpoint_io import NETWORK_KEYS
+    from lightning_modules.model import DenoisingUnet
+
+    net = DenoisingUnet(encoder_weights=None, **{k: hparams[k] for k in NETWORK_KEYS if k in hparams})
+    net.load_state_dict(state)
+    return net.eval()

@@ -51,7 +51,8 @@ def _prepare_onnx(ctx: Context) -> None:
 
 def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
     """``cfg``: ``sizes``, ``paths``, ``large_size``/``large_paths`` (paths run at sizes >= large_size),
-    ``compile_size`` (torch.compile runs at this size only), ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
+    ``compile_size`` (torch.compile runs at this size only), ``emulated_bf16_size`` (bf16 without native
+    support runs at this size only), ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
     predictors.check_paths(list(cfg.paths) + list(cfg.large_paths))
     settings = [f"tile={cfg.tile}", f"overlap={cfg.overlap}", f"batch_size={cfg.batch_size}"]
     rows: list[Row] = []
@@ -61,14 +62,16 @@ def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
         except ImportError as err:
             rows.append(Row("tiled", "onnxruntime", note=f"skipped: {err}"))
     sizes = sorted(int(s) for s in cfg.sizes)
-    for size in sizes:
+    emulated = [n for n in cfg.paths if predictors.emulated_bf16(n, "cpu")]
+    plan = [(size, [n for n in cfg.paths if n not in emulated] if size < int(cfg.large_size) else list(cfg.large_paths))
+            for size in sizes]
+    if emulated:  # bf16 without hardware support: one small image only
+        plan.insert(0, (int(cfg.emulated_bf16_size), emulated))
+    for size, names in plan:
         image = test_image(ctx, size)
-        names = list(cfg.large_paths) if size >= int(cfg.large_size) else list(cfg.paths)
         tiles = count_tiles(size, size, int(cfg.tile), int(cfg.overlap))
         for name in names:
             if name == "compile" and size != int(cfg.compile_size):
-                continue
-            if predictors.emulated_bf16(name, "cpu") and size != sizes[0]:
                 continue
             if name == "onnxruntime" and any(r.case == "onnxruntime" and r.note.startswith("skipped") for r in rows):
                 continue
@@ -84,7 +87,7 @@ def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
             if loop_s is not None:
                 notes.append(f"denoising loop {loop_s:.1f} s")
             if predictors.emulated_bf16(name, "cpu"):
-                notes.append("bf16 emulated: smallest size only")
+                notes.append("bf16 emulated: this size only")
             ctx.results[("tiled", name, size)] = {"mpix_per_s": rate, "peak_mb": result.peak_mb, "seconds": result.seconds}
             rows.append(Row("tiled", name, f"{size}²", rate, "Mpix/s", None, result.peak_mb, "; ".join(notes)))
     return rows
