@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def machine_info(repo: str | os.PathLike | None = None) -> dict[str, Any]:
         "cpu_bf16_native": bf16_native("cpu"),
         "gpu": gpu,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python_bytecode_cache": not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")),
         "versions": versions(),
         "git_commit": git_commit(repo),
     }

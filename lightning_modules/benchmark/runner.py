@@ -18,7 +18,7 @@ from lightning_modules.benchmark.report import Row, rich_table, write_report
 from lightning_modules.benchmark.targets import check_targets
 from lightning_modules.inference_paths import bf16_native, choose_path
 
-SECTIONS = ("ceilings", "inference", "tiled", "startup", "quality", "training", "loader", "baselines", "gpu")
+SECTIONS = ("ceilings", "inference", "startup", "tiled", "quality", "training", "loader", "baselines", "gpu")
 REPO = Path(__file__).resolve().parents[2]
 
 
