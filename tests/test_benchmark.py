@@ -87,11 +87,13 @@ def test_channels_last_equals_fp32():
 
 
 def test_bf16_autocast_close_to_fp32():
+    """Eager and FastUnet (the default path where bf16 is native) under bf16 autocast."""
     net = _net()
     x = torch.rand(2, 1, 32, 32)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = net(x).float()
-    assert float((out - _reference(net, x)).abs().max()) < 0.05
+    for candidate in (net, FastUnet(HPARAMS, net.state_dict(), fused=False)):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = candidate(x).float()
+        assert float((out - _reference(net, x)).abs().max()) < 0.05
 
 
 def test_onnxruntime_equals_fp32(checkpoint, xdg_cache):
