@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
+from lightning_modules.faults import NonFiniteLossError
 from lightning_modules.losses import build_loss
 from lightning_modules.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.model import DenoisingUnet
@@ -99,6 +100,7 @@ class LitDenoiser(L.LightningModule):
         self.val_metrics = StageMetrics()
         self.test_metrics = StageMetrics()
         self.val_psnr_best = MaxMetric()
+        self.val_psnr_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -108,12 +110,14 @@ class LitDenoiser(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         pred = self(batch["low"])
         loss = self.loss_fn(pred.float(), batch["high"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); stopped without saving these weights. The last good checkpoint is "
+                "checkpoints/last.ckpt of this run; try a lower optim.lr"
+            )
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(pred))
         return loss
-
-    def on_train_start(self) -> None:
-        # The sanity check must not count as a best score.
-        self.val_psnr_best.reset()
 
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: StageMetrics) -> dict[str, torch.Tensor]:
         pred = self(batch["low"]).float()
@@ -128,8 +132,11 @@ class LitDenoiser(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute("val")
         self.val_metrics.reset()
-        self.val_psnr_best.update(values["val/psnr"])
-        values["val/psnr_best"] = self.val_psnr_best.compute()
+        if self.trainer.sanity_checking:  # the sanity check must not count as a best score
+            values["val/psnr_best"] = values["val/psnr"]
+        else:
+            self.val_psnr_best.update(values["val/psnr"])
+            values["val/psnr_best"] = self.val_psnr_best.compute()
         self.log("val/psnr", values.pop("val/psnr"), prog_bar=True, sync_dist=True)
         self.log_dict(values, sync_dist=True)
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from lightning_modules.config import check_train_config, ensure_writable_dir, save_run_config
 from lightning_modules.denoiser import LitDenoiser
 from lightning_modules.evaluation import metrics_table
-from lightning_modules.runs import RUN_CONFIG
+from lightning_modules.faults import AtomicCheckpointIO
+from lightning_modules.resume import checkpoint_progress, find_resumable
+from lightning_modules.run_records import mark_completed, start_attempt
+from lightning_modules.runs import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -42,14 +46,35 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def _resume_if_unfinished(cfg: DictConfig) -> dict[str, Any] | None:
+    """With ``resume=auto``, point ``cfg`` at the unfinished run of the same command (if any)."""
+    if cfg.get("ckpt_path"):
+        return None  # an explicit checkpoint wins
+    run_dir = find_resumable(cfg)
+    if run_dir is None:
+        return None
+    last = run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]
+    progress = checkpoint_progress(last)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.ckpt_path = str(last)
+    print(  # plain print: a wrapped path would be hard to copy
+        f"resume=auto: continuing {run_dir} from epoch {progress['epoch']}, step {progress['global_step']} "
+        "(resume=never starts a new run)", file=sys.stderr,
+    )
+    return {"checkpoint": str(last), **progress}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and, with ``cfg.test``, test the best checkpoint); return the final metrics as floats.
 
     The run folder ``cfg.paths.output_dir`` receives ``run_config.yaml`` (the resolved config that
-    ``scripts/test.py`` rebuilds from), ``checkpoints/{best,last}.ckpt``, ``checkpoints/best_model.pth``
-    and the TensorBoard events.
+    ``scripts/test.py`` rebuilds from), ``run_info.json`` (fingerprints, versions, attempts),
+    ``checkpoints/{best,last}.ckpt``, ``checkpoints/best_model.pth`` and the TensorBoard events.
+    With ``resume=auto`` an unfinished run of the same command continues in its own folder.
     """
     check_train_config(cfg)
+    resumed_from = _resume_if_unfinished(cfg)
     output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     L.seed_everything(cfg.seed, workers=True)
 
@@ -61,14 +86,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
     save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
+    start_attempt(output_dir, cfg, datamodule.root, resumed_from=resumed_from)
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for logger in loggers:
         logger.log_hyperparams(_flat_hparams(cfg))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if not trainer.interrupted:
+        mark_completed(output_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test"):
