@@ -57,14 +57,20 @@ def test_bad_overrides_fail_with_hydra_messages():
 def test_cli_prints_config_and_rejects_unknown_key():
     ok = subprocess.run(
         [sys.executable, "scripts/train.py", "--cfg", "job", "loss=mse", "optim.lr=3e-4"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert ok.returncode == 0, ok.stderr
     printed = OmegaConf.create(ok.stdout)
     assert printed.loss.name == "mse" and printed.optim.lr == pytest.approx(3e-4)
     bad = subprocess.run(
         [sys.executable, "scripts/train.py", "--cfg", "job", "optim.lrr=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode != 0
     assert "Could not override 'optim.lrr'" in bad.stderr
+
+
+def test_default_is_the_physical_model_at_low_dose_with_group_norm():
+    cfg = compose_config("train")
+    assert cfg.data.noise._target_ == "datamodules.dose.PhysicalDoseModel"
+    assert cfg.data.dose == 0.05 and cfg.model.norm == "group" and cfg.model.residual
