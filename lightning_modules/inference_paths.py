@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from lightning_modules.allocator import reuse_freed_memory
 from lightning_modules.checkpoint_read import read_checkpoint, state_fingerprint
 from lightning_modules.fast_unet import FastUnet, fused_ops_available, unsupported_reason
 
@@ -101,13 +102,17 @@ def load_predictor(
     path: InferencePath,
     batch_size: int = 4,
     cache_dir: str | os.PathLike | None = None,
+    reuse_memory: bool = True,
 ) -> tuple[nn.Module, InferencePath]:
     """The network of ``checkpoint`` ready to run along ``path``; returns it and the path taken
     (``fast`` becomes ``torch`` for networks FastUnet cannot rebuild, with the reason in ``note``).
 
     ``cache_dir`` holds ONNX exports (default ``$XDG_CACHE_HOME/xray-denoise/onnx``).
+    ``reuse_memory`` (CPU): keep freed memory for reuse, process-wide (:mod:`lightning_modules.allocator`).
     """
     device = torch.device(device)
+    if reuse_memory and device.type == "cpu":
+        reuse_freed_memory()
     if path.backend == "torch":
         from lightning_modules.checkpoint_io import load_network  # imports segmentation_models_pytorch
 

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from lightning_modules.allocator import reuse_freed_memory
 from lightning_modules.benchmark.ceilings import conv3x3_gflops, matmul_gflops, model_gflop_per_mpix
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.machine import machine_info
@@ -93,6 +94,7 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     from lightning_modules.benchmark.training import run_loader, run_training
 
     cfg = settings(cfg)
+    reuse_freed_memory()  # as denoise.py does on the CPU, so every in-process row runs alike
     console = Console() if Console().is_terminal else Console(width=200)  # logs keep the table readable
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,10 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     ctx = Context(checkpoint, model_note, run_dir, REPO, Path(cfg.image_dir).expanduser())
     ctx.image_dir.mkdir(parents=True, exist_ok=True)
     ctx.notes.append(f"Model: {model_note}.")
+    ctx.notes.append(
+        "This process keeps freed memory for reuse (lightning_modules/allocator.py), as denoise.py does on the "
+        "CPU: without it every forward pass page-faults its activations in again. The training rows include it too."
+    )
     ctx.notes.append(f"The default path here: {choose_path('auto', 'auto', 'cpu').describe()} (backend=auto precision=auto).")
     rows = _model_rows(ctx, int(cfg.flop_size))
     data_cfg = cfg.data

