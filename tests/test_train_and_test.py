@@ -220,3 +220,22 @@ def test_denoise_errors_are_clear(tmp_path, monkeypatch):
 def test_denoise_path_does_not_import_lightning():
     code = "import sys, lightning_modules.denoising; sys.exit('lightning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120).returncode == 0
+
+
+def test_shipped_model_denoises_without_training(tmp_path):
+    """The shipped weights load and clean a radiograph degraded like the paired data."""
+    from datamodules.image_io import ImageInfo, read_image, write_image
+    from lightning_modules.denoising import denoise
+
+    clean, _ = read_image(REPO / "datamodules" / "sample_data" / "test" / sorted(
+        p.name for p in (REPO / "datamodules" / "sample_data" / "test").glob("*.png"))[0])
+    rng = np.random.default_rng(0)
+    low = np.clip(0.585 * clean + 0.048 + rng.normal(0, 0.046, clean.shape), 0, 1)
+    write_image(tmp_path / "in" / "low.png", low, ImageInfo(16, ".png"))
+    summary = denoise(compose_config("denoise", [f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                                                 "progress=false", "device=cpu"]))
+    out, info = read_image(tmp_path / "out" / "low.png")
+    assert summary["images"] == 1 and info.bit_depth == 16 and out.shape == clean.shape
+    before = peak_signal_noise_ratio(clean, low, data_range=1.0)
+    after = peak_signal_noise_ratio(clean, out, data_range=1.0)
+    assert after > before + 8.0, (before, after)
