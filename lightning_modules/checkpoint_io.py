@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from datamodules.atomic import atomic_write
+from lightning_modules.checkpoint_read import read_checkpoint
 from lightning_modules.model import DenoisingUnet
 
 NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm")
@@ -41,19 +41,6 @@ def export_safetensors(
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
-    if "hparams" not in metadata:
-        raise ValueError(f"{path}: no model hyper-parameters in its metadata; not a model of this project")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return json.loads(metadata["hparams"]), state
-
-
 def load_network(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[DenoisingUnet, dict[str, Any]]:
     """Rebuild the :class:`DenoisingUnet` stored in a Lightning ``.ckpt``, a ``best_model.pth`` or a
     ``.safetensors`` export (weights are loaded as fp32).
@@ -61,23 +48,7 @@ def load_network(path: str | os.PathLike, map_location: str | torch.device = "cp
     Uses ``torch.load(weights_only=True)``; pretrained-encoder downloads are never triggered
     (the weights come from the file). Returns ``(network in eval mode, hyper-parameters)``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        hparams, state = _read_safetensors(path)
-        return _build(hparams, state), hparams
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"{path}: not a readable checkpoint ({err})") from err
-    if "hyper_parameters" in checkpoint:  # Lightning checkpoint of LitDenoiser
-        hparams = checkpoint["hyper_parameters"]
-        state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    elif "hparams" in checkpoint:
-        hparams, state = checkpoint["hparams"], checkpoint["state_dict"]
-    else:
-        raise ValueError(f"{path}: no model hyper-parameters inside; not a checkpoint of this project")
+    hparams, state = read_checkpoint(path, map_location)
     return _build(hparams, state), hparams
 
 
