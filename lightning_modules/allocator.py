@@ -33,3 +33,13 @@ def reuse_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl or another libc without mallopt
         return False
     return _done
+
+
+def release_freed_memory() -> None:
+    """Hand free heap memory back to the OS (``malloc_trim``), e.g. between images, so memory kept
+    for reuse during a pass does not add to the peak of what follows (writing the result)."""
+    if _done:
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

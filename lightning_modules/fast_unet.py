@@ -175,15 +175,17 @@ class FastUnet(nn.Module):
             two = torch.zeros((x.shape[0], 2, *x.shape[2:]), dtype=x.dtype, device=x.device)
             two = two.contiguous(memory_format=torch.channels_last)
             two[:, :1] = x
-        features = [x, self.stem(two)]
-        y = F.max_pool2d(features[-1], kernel_size=3, stride=2, padding=1)
+        skips = [self.stem(two)]  # full/2, full/4, full/8, full/16 resolution, shallow to deep
+        del two
+        y = F.max_pool2d(skips[0], kernel_size=3, stride=2, padding=1)
         for layer in self.layers:
             y = layer(y)
-            features.append(y)
-        skips = features[1:-1][::-1]  # stem, layer1..3 outputs, deepest first
-        shapes = [f.shape[-2:] for f in features[:-1]][::-1]  # sizes to upsample to, deepest first
-        for i, block in enumerate(self.decoder):
-            y = block(y, tuple(shapes[i]), skips[i] if i < len(skips) else None)
+            skips.append(y)
+        skips.pop()  # the deepest output is the decoder's input, not a skip
+        for block in self.decoder:  # deepest first; each skip is released once used (lower peak memory)
+            skip = skips.pop() if skips else None
+            y = block(y, tuple((skip if skip is not None else x).shape[-2:]), skip)
+            del skip
         out = self.head(y)
         return out + x if self.residual else out
 

@@ -8,6 +8,8 @@ from contextlib import nullcontext
 
 import torch
 
+from lightning_modules.allocator import release_freed_memory
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` shared."""
@@ -100,6 +102,7 @@ def sliding_window(
             out[y : y + tile_h, x : x + tile_w] += tile_pred * weights
         if on_tile is not None:
             on_tile(len(chunk))
+    release_freed_memory()  # the tiles' working memory, kept for reuse between batches, goes back now
     rows, cols = _coverage(height, tile_h, overlap), _coverage(width, tile_w, overlap)
     for start in range(0, height, 1024):  # in row chunks: no image-sized temporary
         out[start : start + 1024].div_(rows[start : start + 1024, None] * cols[None, :])
