@@ -177,7 +177,7 @@ def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
         "ceilings.matmul_n=128", "ceilings.conv_size=32", "ceilings.emulated_matmul_n=32", "ceilings.emulated_conv_size=16",
         "ceilings.repeats=1",
         "inference.paths=[channels_last,default]", "inference.sizes=[64]", "inference.repeats=1",
-        "tiled.sizes=[64]", "tiled.paths=[default]", "tiled.large_size=100000",
+        "tiled.sizes=[64]", "tiled.paths=[default]",
         "quality.max_images=1", "quality.root=null", "quality.paths=[fp32,default]",
         "training.variants=[channels_last]", "training.batch_size=2", "training.patch_size=32",
         "training.warmup_steps=1", "training.steps=1", "loader.batches=2", "loader.warmup_batches=1",

@@ -58,31 +58,30 @@ def _prepare_onnx(ctx: Context) -> None:
 
 
 def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
-    """``cfg``: ``sizes``, ``paths``, ``large_size``/``large_paths`` (paths run at sizes >= large_size),
-    ``compile_size`` (torch.compile runs at this size only), ``emulated_bf16_size`` (bf16 without native
-    support runs at this size only), ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
-    predictors.check_paths(list(cfg.paths) + list(cfg.large_paths))
+    """``cfg``: ``sizes``, ``paths``, ``up_to`` (path -> the largest size it runs at; others run at every
+    size), ``emulated_bf16_size`` (bf16 without native support runs on one image of this size only),
+    ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
+    predictors.check_paths(list(cfg.paths))
     settings = [f"tile={cfg.tile}", f"overlap={cfg.overlap}", f"batch_size={cfg.batch_size}"]
+    limits = {str(k): int(v) for k, v in (cfg.get("up_to") or {}).items()}
     rows: list[Row] = []
-    if "onnxruntime" in cfg.paths or "onnxruntime" in cfg.large_paths:
+    if "onnxruntime" in cfg.paths:
         try:
             _prepare_onnx(ctx)
         except ImportError as err:
             rows.append(Row("tiled", "onnxruntime", note=f"skipped: {err}"))
-    sizes = sorted(int(s) for s in cfg.sizes)
+    skipped = {r.case for r in rows}
     emulated = [n for n in cfg.paths if predictors.emulated_bf16(n, "cpu")]
-    plan = [(size, [n for n in cfg.paths if n not in emulated] if size < int(cfg.large_size) else list(cfg.large_paths))
-            for size in sizes]
+    plan = [(size, [n for n in cfg.paths if n not in emulated and n not in skipped and size <= limits.get(n, size)])
+            for size in sorted(int(s) for s in cfg.sizes)]
     if emulated:  # bf16 without hardware support: one small image only
         plan.insert(0, (int(cfg.emulated_bf16_size), emulated))
     for size, names in plan:
+        if not names:
+            continue
         image = test_image(ctx, size)
         tiles = count_tiles(size, size, int(cfg.tile), int(cfg.overlap))
         for name in names:
-            if name == "compile" and size != int(cfg.compile_size):
-                continue
-            if name == "onnxruntime" and any(r.case == "onnxruntime" and r.note.startswith("skipped") for r in rows):
-                continue
             result = run_denoise(ctx, image, name, predictors.denoise_overrides(name) + settings, float(cfg.timeout_s))
             if result.returncode != 0:
                 rows.append(Row("tiled", name, f"{size}²", note=f"failed (exit {result.returncode}): {result.stderr.strip()[-300:]}"))
@@ -94,7 +93,7 @@ def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
             notes = [path.describe(), f"{tiles} tile{'s' if tiles != 1 else ''}", f"process {result.seconds:.1f} s"]
             if loop_s is not None:
                 notes.append(f"denoising loop {loop_s:.1f} s")
-            if predictors.emulated_bf16(name, "cpu"):
+            if name in emulated:
                 notes.append("bf16 emulated: this size only")
             ctx.results[("tiled", name, size)] = {"mpix_per_s": rate, "peak_mb": result.peak_mb, "seconds": result.seconds}
             rows.append(Row("tiled", name, f"{size}²", rate, "Mpix/s", None, result.peak_mb, "; ".join(notes)))
