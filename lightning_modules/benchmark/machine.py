@@ -7,13 +7,13 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lightning_modules.inference_paths import bf16_native
+from lightning_modules.run_records import versions as package_versions
 
 PACKAGES = ("torch", "onnxruntime", "onnx", "segmentation-models-pytorch", "lightning", "numpy", "scikit-image", "bm3d")
 
@@ -42,13 +42,7 @@ def cpu_flags() -> list[str]:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return package_versions(PACKAGES)
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
