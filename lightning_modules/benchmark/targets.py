@@ -45,7 +45,7 @@ def check_targets(ctx: Context) -> list[Target]:
     goal = "process start to first tile <= 3 s"
     if "first_tile_s" in r:
         seconds = r["first_tile_s"]
-        targets.append(Target("denoise.py starts fast", goal, f"{seconds:.1f} s", _status(seconds <= 3),
+        targets.append(Target("denoise.py starts fast", goal, f"{seconds:.2f} s", _status(seconds <= 3),
                               "" if seconds <= 3 else "see the import rows: `import torch` alone is the floor"))
     else:
         targets.append(_not_run("denoise.py starts fast", goal))
