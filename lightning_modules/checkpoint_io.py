@@ -56,3 +56,24 @@ def _build(hparams: dict[str, Any], state: dict[str, torch.Tensor]) -> Denoising
     net = DenoisingUnet(encoder_weights=None, **{k: hparams[k] for k in NETWORK_KEYS if k in hparams})
     net.load_state_dict(state)
     return net.eval()
+
+
+def load_weights_into(net: torch.nn.Module, path: str | os.PathLike, model_hparams: dict[str, Any], key: str) -> None:
+    """Copy the network weights of a checkpoint (any format :func:`load_network` reads) into ``net``.
+
+    Used to fine-tune: only the weights are taken (no optimizer, scheduler or counters). The
+    checkpoint's network hyper-parameters must equal ``model_hparams``; the error names ``key``.
+    """
+    hparams, state = read_checkpoint(path)
+    differ = [
+        f"{name}: {hparams[name]!r} in the checkpoint, {model_hparams.get(name)!r} in model"
+        for name in NETWORK_KEYS
+        if name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
+    ]
+    if differ:
+        raise ValueError(f"{key}={path}: a different network ({'; '.join(differ)}); set model.* to match")
+    net.load_state_dict(state)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

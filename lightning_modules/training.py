@@ -7,17 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from lightning_modules.checkpoint_io import load_weights_into
 from lightning_modules.config import check_train_config, ensure_writable_dir, save_run_config
 from lightning_modules.denoiser import LitDenoiser
+from lightning_modules.distributed import check_distributed_launch, finish_process_group, is_rank_zero
 from lightning_modules.evaluation import metrics_table
 from lightning_modules.faults import AtomicCheckpointIO
 from lightning_modules.resume import checkpoint_progress, find_resumable
 from lightning_modules.run_records import mark_completed, start_attempt
-from lightning_modules.runs import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG
+from lightning_modules.runs import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -74,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     With ``resume=auto`` an unfinished run of the same command continues in its own folder.
     """
     check_train_config(cfg)
+    check_distributed_launch(cfg)
     resumed_from = _resume_if_unfinished(cfg)
     output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     L.seed_everything(cfg.seed, workers=True)
@@ -85,8 +89,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
-    start_attempt(output_dir, cfg, datamodule.root, resumed_from=resumed_from)
+    if cfg.get("init_weights") and not cfg.get("ckpt_path"):  # a resumed run has its own weights
+        source, _ = resolve_checkpoint(str(cfg.init_weights), None, cfg.paths.log_dir)
+        load_weights_into(model.net, source, OmegaConf.to_container(cfg.model, resolve=True), "init_weights")
+    if is_rank_zero():  # with DDP every rank runs this function; one writes the records
+        save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
+        start_attempt(output_dir, cfg, datamodule.root, resumed_from=resumed_from)
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
@@ -97,18 +105,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(_flat_hparams(cfg))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if not trainer.interrupted:
+    distributed = trainer.world_size > 1
+    if distributed:
+        finish_process_group()
+    if not trainer.interrupted and trainer.is_global_zero:
         mark_completed(output_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    if cfg.get("test"):
+    if cfg.get("test") and trainer.is_global_zero:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = "best" if best and Path(best).is_file() else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        ckpt = best if best and Path(best).is_file() else None
+        # A distributed test would pad the split with repeated images (DistributedSampler); rank 0
+        # tests every image exactly once on one device instead.
+        if distributed:
+            if ckpt:
+                model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+            results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
+        else:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
         metrics.update(test_metrics)
-        if trainer.is_global_zero and test_metrics:
+        if test_metrics:
             means = {k.removeprefix("test/"): v for k, v in test_metrics.items()}
             title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
             Console().print(metrics_table(means, title=title))
     return metrics
+
+
+def _single_device_trainer(cfg: DictConfig, loggers: list[Any]) -> L.Trainer:
+    return instantiate(
+        cfg.trainer, devices=1, num_nodes=1, strategy="auto", sync_batchnorm=False,
+        callbacks=[], logger=loggers or False, enable_progress_bar=False,
+    )
