@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,27 @@ def best_cpu_precision() -> str:
     return "bf16-mixed" if native else "32-true"
 
 
+# Most file systems refuse names over 255 bytes; a multirun job folder named after many overrides
+# would fail to be created.
+MAX_JOB_DIRNAME = 160
+
+
+def job_dirname(num: int, overrides: str) -> str:
+    """``<num>_<overrides>`` for a multirun job folder, shortened with a hash when too long."""
+    name = f"{num}_{overrides}" if overrides else str(num)
+    if len(name.encode()) <= MAX_JOB_DIRNAME:
+        return name
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return f"{name.encode()[:MAX_JOB_DIRNAME - 10].decode(errors='ignore')}_{digest}"
+
+
 def register_resolvers() -> None:
-    """Register the ``${best_cpu_precision:}`` resolver used by ``conf/trainer/cpu.yaml``."""
+    """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``) and ``${job_dirname:...}``
+    (``conf/hydra/default.yaml``)."""
     if not OmegaConf.has_resolver("best_cpu_precision"):
         OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
+    if not OmegaConf.has_resolver("job_dirname"):
+        OmegaConf.register_new_resolver("job_dirname", job_dirname)
 
 
 def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:

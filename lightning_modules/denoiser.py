@@ -116,7 +116,7 @@ class LitDenoiser(L.LightningModule):
                 f"batch {batch_idx}); stopped without saving these weights. The last good checkpoint is "
                 "checkpoints/last.ckpt of this run; try a lower optim.lr"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(pred))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(pred))
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: StageMetrics) -> dict[str, torch.Tensor]:

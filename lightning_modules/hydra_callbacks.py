@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from datamodules.atomic import atomic_write_text
+from lightning_modules.distributed import is_rank_zero
 
 STATUS_FILE = "job_status.json"
 
@@ -26,6 +27,8 @@ class JobStatusRecorder(Callback):
     """Writes ``<job folder>/job_status.json``: ``{"status": "COMPLETED"|"FAILED", "error", "traceback", ...}``."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not is_rank_zero():  # extra DDP ranks run the job too; rank 0 speaks for it
+            return
         record: dict[str, Any] = {
             "status": job_return.status.name,
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
