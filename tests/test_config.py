@@ -10,7 +10,7 @@ from omegaconf import OmegaConf, open_dict
 from conftest import CONF_DIR, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ["data", "data/noise", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug"]
+GROUPS = ["data", "data/noise", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug", "hparams_search"]
 
 
 def _options(group: str) -> list[str]:
@@ -28,6 +28,16 @@ def test_every_option_composes_and_resolves(override):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["trainer"]["max_epochs"] >= 1
     assert resolved["loss"]["name"] in {"l1", "mse", "charbonnier", "ssim_l1"}
+
+
+def test_slurm_launcher_and_optuna_search_compose():
+    cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=4"], hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.timeout_min) == (4, 720)
+    cfg = compose_config("train", ["hparams_search=optuna"], hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.hydra.sweeper.max_failure_rate == 1.0 and cfg.optimized_metric == "val/psnr_best"
+    assert set(cfg.hydra.sweeper.params) == {"optim.lr", "optim.weight_decay", "loss"}
 
 
 def test_each_group_has_options():

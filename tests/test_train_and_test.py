@@ -132,6 +132,10 @@ def test_bad_values_are_refused_before_work(tmp_path, paired_root):
     cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={tmp_path / 'missing'}"])
     with pytest.raises(Exception, match="data.root: folder not found"):
         train(cfg)
+    (tmp_path / "a_file").write_text("")  # a folder cannot be made inside a file, not even by root
+    cfg = tiny_train_config(tmp_path / "a_file" / "run", ["data=pairs", f"data.root={paired_root}"])
+    with pytest.raises(PermissionError, match=r"paths.output_dir: cannot write to .*a_file/run"):
+        train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
