@@ -40,6 +40,17 @@ def test_slurm_launcher_and_optuna_search_compose():
     assert set(cfg.hydra.sweeper.params) == {"optim.lr", "optim.weight_decay", "loss"}
 
 
+def test_long_job_folder_names_are_cut_with_a_hash():
+    from lightning_modules.config import MAX_JOB_DIRNAME, job_dirname
+
+    assert job_dirname(3, "loss=l1,optim.lr=0.001") == "3_loss=l1,optim.lr=0.001"
+    assert job_dirname(0, "") == "0"
+    long_a, long_b = "x=" + "a" * 300 + ",y=1", "x=" + "a" * 300 + ",y=2"
+    cut_a, cut_b = job_dirname(7, long_a), job_dirname(7, long_b)
+    assert len(cut_a.encode()) <= MAX_JOB_DIRNAME and cut_a.startswith("7_x=aaa")
+    assert cut_a != cut_b  # same beginning, different overrides: different folders
+
+
 def test_each_group_has_options():
     for group in GROUPS:
         assert _options(group), group

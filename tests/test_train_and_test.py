@@ -125,6 +125,8 @@ def test_bad_values_are_refused_before_work(tmp_path, paired_root):
         ("optim.lr=0", "optim.lr must be > 0"),
         ("data.patch_size=48", "multiple of 32"),
         ("data.patch_size=-32", "data.patch_size must be a positive number"),
+        ("data.batch_size=0", "data.batch_size must be a positive number, got 0"),
+        ("trainer.max_epochs=0", r"trainer.max_epochs must be >= 1 \(or -1 for no limit\), got 0"),
     ]:
         cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={paired_root}", override])
         with pytest.raises(ValueError, match=message):
