@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def settings(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with ``quick_settings`` merged over it when ``quick=true``; sections checked."""
+    """``cfg`` with ``quick_settings`` (``quick=true``) or ``full_settings`` (``full=true``) merged
+    over it; sections checked."""
+    if cfg.get("quick") and cfg.get("full"):
+        raise ValueError("quick=true and full=true: choose one")
     if cfg.get("quick"):
         cfg = OmegaConf.merge(cfg, cfg.quick_settings)
+    if cfg.get("full"):
+        cfg = OmegaConf.merge(cfg, cfg.full_settings)
     unknown = [s for s in cfg.sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"sections: unknown {unknown}; choose from {', '.join(SECTIONS)}")
