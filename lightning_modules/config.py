@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.atomic import atomic_write_text
@@ -16,11 +15,9 @@ from lightning_modules.optim import check_optim_config
 
 def best_cpu_precision() -> str:
     """``"bf16-mixed"`` where the CPU runs bf16 natively (oneDNN says so), else ``"32-true"``."""
-    try:
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16-mixed" if native else "32-true"
+    from lightning_modules.inference_paths import bf16_native
+
+    return "bf16-mixed" if bf16_native("cpu") else "32-true"
 
 
 # Most file systems refuse names over 255 bytes; a multirun job folder named after many overrides
