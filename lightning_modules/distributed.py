@@ -9,28 +9,12 @@ any work starts.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from omegaconf import DictConfig
 
-# Where launchers put a process's global rank (Lightning reads the same variables).
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 # Strategies whose extra ranks are started in-process (spawn/fork), not by re-running the script.
 IN_PROCESS_LAUNCH = ("spawn", "fork", "notebook")
-
-
-def process_rank() -> int:
-    """Global rank of this process as its launcher set it (0 when not distributed)."""
-    for name in RANK_VARIABLES:
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
-def is_rank_zero() -> bool:
-    """Whether this process writes logs, records and results (only rank 0 does)."""
-    return process_rank() == 0
 
 
 def _reruns_command_line(strategy: Any) -> bool:

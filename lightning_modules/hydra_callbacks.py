@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from datamodules.atomic import atomic_write_text
-from lightning_modules.distributed import is_rank_zero
+from lightning_modules.ranks import is_rank_zero
 
 STATUS_FILE = "job_status.json"
 

@@ -15,7 +15,8 @@ from rich.console import Console
 from lightning_modules.checkpoint_io import load_weights_into
 from lightning_modules.config import check_train_config, ensure_writable_dir, save_run_config
 from lightning_modules.denoiser import LitDenoiser
-from lightning_modules.distributed import check_distributed_launch, finish_process_group, is_rank_zero
+from lightning_modules.distributed import check_distributed_launch, finish_process_group
+from lightning_modules.ranks import is_rank_zero
 from lightning_modules.evaluation import metrics_table
 from lightning_modules.faults import AtomicCheckpointIO
 from lightning_modules.resume import checkpoint_progress, find_resumable
