@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from datamodules.image_io import ImageInfo, write_image
@@ -88,3 +89,4 @@ def tiny_train_config(output_dir: Path, overrides: list[str] | None = None) -> D
 def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # a test that set a (multirun) Hydra config must not leak it
