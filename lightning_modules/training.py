@@ -16,9 +16,9 @@ from lightning_modules.checkpoint_io import load_weights_into
 from lightning_modules.config import check_train_config, ensure_writable_dir, save_run_config
 from lightning_modules.denoiser import LitDenoiser
 from lightning_modules.distributed import check_distributed_launch, finish_process_group
-from lightning_modules.ranks import is_rank_zero
 from lightning_modules.evaluation import metrics_table
 from lightning_modules.faults import AtomicCheckpointIO
+from lightning_modules.ranks import is_rank_zero
 from lightning_modules.resume import checkpoint_progress, find_resumable
 from lightning_modules.run_records import mark_completed, start_attempt
 from lightning_modules.runs import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
