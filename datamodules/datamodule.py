@@ -8,15 +8,14 @@ import lightning as L
 from omegaconf import ListConfig
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules import SAMPLE_ROOT
 from datamodules.datasets import PairedImageDataset, SimulatedPairDataset
-from datamodules.degradation import AffineGaussianDegradation
-from datamodules.dose import DoseSpec, check_dose
-from datamodules.image_io import image_size
-from datamodules.pairing import DatasetLayoutError, find_clean_images, find_pairs
-from datamodules.splits import eval_seed, hash_split
+from datamodules.io.images import image_size
+from datamodules.io.pairing import DatasetLayoutError, find_pairs
+from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose
+from datamodules.splits import clean_split, eval_seed
 
 SPLITS = ("train", "val", "test")
-SAMPLE_ROOT = Path(__file__).resolve().parent / "sample_data"
 
 
 class _DenoisingDataModule(L.LightningDataModule):
@@ -38,8 +37,11 @@ class _DenoisingDataModule(L.LightningDataModule):
         if not 0.0 <= float(min_foreground) <= 1.0:
             raise ValueError(f"data.min_foreground must be in [0, 1], got {min_foreground}")
         self.min_foreground = float(min_foreground)
-        for key, value in (("batch_size", batch_size), ("patches_per_image", patches_per_image),
-                           ("eval_batch_size", eval_batch_size)):
+        for key, value in (
+            ("batch_size", batch_size),
+            ("patches_per_image", patches_per_image),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if int(value) < 1:
                 raise ValueError(f"data.{key} must be >= 1, got {value}")
         if patch_size is not None and int(patch_size) < 1:
@@ -78,9 +80,7 @@ class _DenoisingDataModule(L.LightningDataModule):
         for path in self._files("train"):
             height, width = image_size(path)
             if min(height, width) < self.patch_size:
-                raise ValueError(
-                    f"data.patch_size={self.patch_size} is larger than {path} ({width}x{height})"
-                )
+                raise ValueError(f"data.patch_size={self.patch_size} is larger than {path} ({width}x{height})")
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -150,7 +150,7 @@ class SimulatedDataModule(_DenoisingDataModule):
 
     Args:
         noise: the low-dose model, any object with ``simulate(clean, dose, generator)``
-            (``None``: :class:`AffineGaussianDegradation` with its measured defaults).
+            (``None``: :class:`AffineGaussianNoiseModel` with its measured defaults).
         dose: dose fraction (1 = full dose), or ``[low, high]`` to train one dose-blind model on
             log-uniformly drawn doses.
         seed: fixes validation and test noise (and their doses) per image, for every epoch and run.
@@ -167,35 +167,22 @@ class SimulatedDataModule(_DenoisingDataModule):
         **kwargs,
     ) -> None:
         super().__init__(str(SAMPLE_ROOT) if root is None else root, **kwargs)
-        self.noise = AffineGaussianDegradation() if noise is None else noise
+        self.noise = AffineGaussianNoiseModel() if noise is None else noise
         if not callable(getattr(self.noise, "simulate", None)):
             raise TypeError(f"data.noise must have a simulate(clean, dose, generator) method, got {self.noise!r}")
         self.dose = check_dose(dose if not isinstance(dose, ListConfig) else list(dose))
         self.seed = int(seed)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+            raise ValueError(
+                f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}"
+            )
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self._images: dict[str, list[Path]] = {}
 
     def _files(self, split: str) -> list[Path]:
         if split not in self._images:
-            if (self.root / "train").is_dir():
-                self._images[split] = find_clean_images(self.root / split)
-            else:
-                self._images[split] = self._flat_split(split)
+            self._images[split] = clean_split(self.root, split, self.val_fraction, self.test_fraction)
         return self._images[split]
-
-    def _flat_split(self, split: str) -> list[Path]:
-        if "all" not in self._images:  # list the folder once for all three splits
-            self._images["all"] = find_clean_images(self.root)
-        images = self._images["all"]
-        chosen = [p for p in images if hash_split(p.name, self.val_fraction, self.test_fraction) == split]
-        if not chosen:
-            raise DatasetLayoutError(
-                f"{self.root}: no images fall in the {split} split ({len(images)} images; "
-                f"data.val_fraction={self.val_fraction}, data.test_fraction={self.test_fraction})"
-            )
-        return chosen
 
     def _build(self, split: str, train: bool) -> Dataset:
         return SimulatedPairDataset(
@@ -209,4 +196,3 @@ class SimulatedDataModule(_DenoisingDataModule):
             seed=None if train else eval_seed(self.seed, split),
             min_foreground=self.min_foreground,
         )
-

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.dose import DoseSpec, sample_dose
-from datamodules.image_io import read_image
-from datamodules.pairing import ImagePair
+from datamodules.io.images import read_image
+from datamodules.io.pairing import ImagePair
+from datamodules.noise import DoseSpec, NoiseModel, sample_dose
 from datamodules.patches import random_aligned_crop, random_dihedral
 
 Sample = dict[str, torch.Tensor | str | int]
@@ -49,7 +49,7 @@ class PairedImageDataset(Dataset):
     """Real low-/high-dose pairs read from disk.
 
     Args:
-        pairs: the pairs, as found by :func:`datamodules.pairing.find_pairs`.
+        pairs: the pairs, as found by :func:`datamodules.io.pairing.find_pairs`.
         patch_size: crop a random aligned square of this size (``None``: full images).
         augment: apply a random flip/90° rotation.
         patches_per_image: how many samples each image gives per epoch.
@@ -81,7 +81,9 @@ class PairedImageDataset(Dataset):
         pair = self.pairs[index // self.patches_per_image]
         low, high = self._cache.load(pair.low), self._cache.load(pair.high)
         if low.shape != high.shape:
-            raise ValueError(f"{pair.low}: size {tuple(low.shape[-2:])} differs from {pair.high} {tuple(high.shape[-2:])}")
+            raise ValueError(
+                f"{pair.low}: size {tuple(low.shape[-2:])} differs from {pair.high} {tuple(high.shape[-2:])}"
+            )
         low, high = _augment([low, high], self.patch_size, self.augment, str(pair.low), self.min_foreground)
         return {"low": low, "high": high, "name": pair.name, "source": str(pair.low)}
 
@@ -91,7 +93,7 @@ class SimulatedPairDataset(Dataset):
 
     Args:
         images: clean (high-dose) image files.
-        degradation: any object with ``simulate(clean, dose, generator) -> noisy``.
+        noise: a noise model (:class:`datamodules.noise.NoiseModel`).
         dose: a dose fraction, or ``(low, high)`` to draw one log-uniformly per sample (dose-blind).
         patch_size, augment, patches_per_image, cache, min_foreground: as in :class:`PairedImageDataset`.
         seed: ``None`` draws fresh noise every time (training); an integer fixes the noise of image
@@ -101,7 +103,7 @@ class SimulatedPairDataset(Dataset):
     def __init__(
         self,
         images: list[Path],
-        degradation,
+        noise: NoiseModel,
         dose: DoseSpec = 1.0,
         patch_size: int | None = None,
         augment: bool = False,
@@ -112,7 +114,7 @@ class SimulatedPairDataset(Dataset):
     ) -> None:
         self.images = images
         self.min_foreground = min_foreground
-        self.degradation = degradation
+        self.noise = noise
         self.dose = dose
         self.patch_size = patch_size
         self.augment = augment
@@ -129,5 +131,5 @@ class SimulatedPairDataset(Dataset):
         (high,) = _augment([self._cache.load(path)], self.patch_size, self.augment, str(path), self.min_foreground)
         generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + index)
         dose = sample_dose(self.dose, generator)
-        low = self.degradation.simulate(high, dose, generator)
+        low = self.noise.simulate(high, dose, generator)
         return {"low": low, "high": high, "name": path.name, "source": str(path), "dose": dose}

@@ -64,9 +64,4 @@ def chest_phantom(
     return out
 
 
-def phantom_batch(count: int, size: int, seed: int = 0) -> torch.Tensor:
-    """(count, 1, size, size) phantoms with seeds ``seed .. seed + count - 1``."""
-    return torch.stack([chest_phantom(size, size, seed=seed + i)[None] for i in range(count)])
-
-
-__all__ = ["chest_phantom", "phantom_batch"]
+__all__ = ["chest_phantom"]

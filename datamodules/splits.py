@@ -7,6 +7,9 @@ Lightning-free tools rebuild exactly the same splits and noisy images as trainin
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
+
+from datamodules.io.pairing import DatasetLayoutError, find_clean_images
 
 # Seed offsets keep validation and test noise independent of each other (and of train-split reports).
 SPLIT_SEED_OFFSET = {"val": 0, "test": 1_000_000, "train": 2_000_000}
@@ -20,6 +23,21 @@ def hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
     if position < val_fraction + test_fraction:
         return "test"
     return "train"
+
+
+def clean_split(root: Path, split: str, val_fraction: float, test_fraction: float) -> list[Path]:
+    """The clean images of ``split``: ``root/split/`` when ``root`` has split folders, else the files
+    of the flat folder ``root`` whose name hashes into ``split`` (:func:`hash_split`)."""
+    if (root / "train").is_dir():
+        return find_clean_images(root / split)
+    images = find_clean_images(root)
+    chosen = [p for p in images if hash_split(p.name, val_fraction, test_fraction) == split]
+    if not chosen:
+        raise DatasetLayoutError(
+            f"{root}: no images fall in the {split} split ({len(images)} images; "
+            f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction})"
+        )
+    return chosen
 
 
 def eval_seed(seed: int, split: str) -> int:

@@ -4,6 +4,9 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_modules.benchmark.runner import run_benchmark
+from lightning_modules.runs.hydra import register_resolvers
+
+register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")

@@ -3,7 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
-from lightning_modules.export import export
+from lightning_modules.runs.export import export
+from lightning_modules.runs.hydra import register_resolvers
+
+register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")

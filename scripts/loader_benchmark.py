@@ -5,6 +5,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from datamodules.throughput import loader_throughput
+from lightning_modules.runs.hydra import register_resolvers
+
+register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="loader_benchmark")

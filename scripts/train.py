@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from lightning_modules.config import register_resolvers
-from lightning_modules.training import train
+from lightning_modules.runs.hydra import register_resolvers
+from lightning_modules.training.train import train
 
 register_resolvers()
 

@@ -11,8 +11,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from datamodules.image_io import ImageInfo, write_image
-from lightning_modules.config import register_resolvers
+from datamodules.io.images import ImageInfo, write_image
+from lightning_modules.runs.hydra import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_resolvers()

@@ -14,15 +14,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import compose_config
 from omegaconf import open_dict
 from torch import nn
 
-from conftest import compose_config
-from datamodules.image_io import ImageInfo, read_image, write_image
-from lightning_modules.checkpoint_io import save_weights
-from lightning_modules.fast_unet import FastUnet, unsupported_reason
-from lightning_modules.inference_paths import InferencePath, choose_path, load_predictor
-from lightning_modules.model import DenoisingUnet
+from datamodules.io.images import ImageInfo, read_image, write_image
+from lightning_modules.inference.backends import InferencePath, choose_path, load_predictor
+from lightning_modules.nets.checkpoints import save_weights
+from lightning_modules.nets.fast_unet import FastUnet, unsupported_reason
+from lightning_modules.nets.unet import DenoisingUnet
 
 HPARAMS = {"encoder_name": "resnet18", "residual": True}
 
@@ -103,7 +103,7 @@ def test_bf16_autocast_close_to_fp32(net):
 
 def test_onnxruntime_equals_fp32(checkpoint, xdg_cache, net):
     pytest.importorskip("onnxruntime")
-    from lightning_modules.onnx_backend import default_cache_dir
+    from lightning_modules.inference.onnx import default_cache_dir
 
     predictor, path = load_predictor(checkpoint, "cpu", choose_path("onnxruntime", "32"))
     for shape in [(2, 1, 64, 64), (1, 1, 70, 45)]:  # dynamic batch and size; the second is padded
@@ -122,7 +122,7 @@ def test_missing_onnxruntime_names_the_extra(checkpoint, monkeypatch, tmp_path):
 
 
 def test_choose_path_auto_and_errors(monkeypatch):
-    from lightning_modules import inference_paths
+    from lightning_modules.inference import backends as inference_paths
 
     monkeypatch.setattr(inference_paths, "bf16_native", lambda device: False)
     path = choose_path("auto", "auto", "cpu")
@@ -146,10 +146,21 @@ def test_unsupported_network_falls_back_to_eager(tmp_path):
 
 
 def _denoise(folder, checkpoint, backend: str) -> np.ndarray:
-    from lightning_modules.denoising import denoise
+    from lightning_modules.inference.denoise import denoise
 
-    cfg = compose_config("denoise", [f"input={folder / 'in'}", f"output={folder / backend}", f"ckpt={checkpoint}",
-                                     f"backend={backend}", "precision=32", "tile=64", "overlap=16", "progress=false"])
+    cfg = compose_config(
+        "denoise",
+        [
+            f"input={folder / 'in'}",
+            f"output={folder / backend}",
+            f"ckpt={checkpoint}",
+            f"backend={backend}",
+            "precision=32",
+            "tile=64",
+            "overlap=16",
+            "progress=false",
+        ],
+    )
     denoise(cfg)
     return read_image(folder / backend / "a.png")[0]
 
@@ -170,6 +181,7 @@ def test_denoise_backends_write_the_torch_image(checkpoint, torch_denoised, back
     assert np.abs(_denoise(folder, checkpoint, backend) - reference).max() < 1e-3
 
 
+@pytest.mark.e2e
 def test_child_peak_memory_is_its_own():
     from lightning_modules.benchmark.measure import run_process
 
@@ -183,18 +195,37 @@ def test_child_peak_memory_is_its_own():
 def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
     from lightning_modules.benchmark.runner import run_benchmark
 
-    cfg = compose_config("benchmark", [
-        f"paths.log_dir={tmp_path / 'logs'}", "fail_fast=true", "flop_size=64",
-        "sections=[ceilings,inference,tiled,quality,training,loader,baselines,gpu]",
-        "ceilings.matmul_n=128", "ceilings.conv_size=32", "ceilings.emulated_matmul_n=32", "ceilings.emulated_conv_size=16",
-        "ceilings.repeats=1",
-        "inference.paths=[default]", "inference.sizes=[64]", "inference.repeats=1",
-        "tiled.sizes=[64]", "tiled.paths=[default]",
-        "quality.max_images=1", "quality.root=null", "quality.paths=[fp32,default]",
-        "training.variants=[channels_last]", "training.batch_size=2", "training.patch_size=32",
-        "training.warmup_steps=1", "training.steps=1", "loader.batches=2", "loader.warmup_batches=1",
-        "baselines.methods=[nlm]", "baselines.images=1",
-    ])
+    cfg = compose_config(
+        "benchmark",
+        [
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "fail_fast=true",
+            "flop_size=64",
+            "sections=[ceilings,inference,tiled,quality,training,loader,baselines,gpu]",
+            "ceilings.matmul_n=128",
+            "ceilings.conv_size=32",
+            "ceilings.emulated_matmul_n=32",
+            "ceilings.emulated_conv_size=16",
+            "ceilings.repeats=1",
+            "inference.paths=[default]",
+            "inference.sizes=[64]",
+            "inference.repeats=1",
+            "tiled.sizes=[64]",
+            "tiled.paths=[default]",
+            "quality.max_images=1",
+            "quality.root=null",
+            "quality.paths=[fp32,default]",
+            "training.variants=[channels_last]",
+            "training.batch_size=2",
+            "training.patch_size=32",
+            "training.warmup_steps=1",
+            "training.steps=1",
+            "loader.batches=2",
+            "loader.warmup_batches=1",
+            "baselines.methods=[nlm]",
+            "baselines.images=1",
+        ],
+    )
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "run")
     result = run_benchmark(cfg)

@@ -3,23 +3,33 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONF_DIR, compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF_DIR, compose_config
-
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ["data", "data/noise", "model", "loss", "optim", "trainer", "callbacks", "logger", "paths", "experiment", "debug", "hparams_search"]
+GROUPS = [
+    "data",
+    "data/noise",
+    "model",
+    "loss",
+    "optim",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+    "experiment",
+    "debug",
+    "hparams_search",
+]
 
 
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    "override", [f"{group}={option}" for group in GROUPS for option in _options(group)]
-)
+@pytest.mark.parametrize("override", [f"{group}={option}" for group in GROUPS for option in _options(group)])
 def test_every_option_composes_and_resolves(override):
     cfg = compose_config("train", [override], hydra_config=True)
     HydraConfig.instance().set_config(cfg)
@@ -41,7 +51,7 @@ def test_slurm_launcher_and_optuna_search_compose():
 
 
 def test_long_job_folder_names_are_cut_with_a_hash():
-    from lightning_modules.config import MAX_JOB_DIRNAME, job_dirname
+    from lightning_modules.runs.hydra import MAX_JOB_DIRNAME, job_dirname
 
     assert job_dirname(3, "loss=l1,optim.lr=0.001") == "3_loss=l1,optim.lr=0.001"
     assert job_dirname(0, "") == "0"
@@ -75,17 +85,24 @@ def test_bad_overrides_fail_with_hydra_messages():
         compose_config("train", ["optim.lrr=1"])
 
 
+@pytest.mark.e2e
 def test_cli_prints_config_and_rejects_unknown_key():
     ok = subprocess.run(
         [sys.executable, "scripts/train.py", "--cfg", "job", "loss=mse", "optim.lr=3e-4"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ok.returncode == 0, ok.stderr
     printed = OmegaConf.create(ok.stdout)
     assert printed.loss.name == "mse" and printed.optim.lr == pytest.approx(3e-4)
     bad = subprocess.run(
         [sys.executable, "scripts/train.py", "--cfg", "job", "optim.lrr=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode != 0
     assert "Could not override 'optim.lrr'" in bad.stderr
@@ -93,5 +110,5 @@ def test_cli_prints_config_and_rejects_unknown_key():
 
 def test_default_is_the_physical_model_at_low_dose_with_group_norm():
     cfg = compose_config("train")
-    assert cfg.data.noise._target_ == "datamodules.dose.PhysicalDoseModel"
+    assert cfg.data.noise._target_ == "datamodules.noise.PhysicalNoiseModel"
     assert cfg.data.dose == 0.05 and cfg.model.norm == "group" and cfg.model.residual

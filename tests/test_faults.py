@@ -1,6 +1,5 @@
 """Faults: resume after SIGKILL, NaN losses, checkpoints that are never half written."""
 
-import json
 import os
 import signal
 import subprocess
@@ -10,22 +9,36 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_paired_dataset, tiny_train_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import make_paired_dataset, tiny_train_config
-from lightning_modules.run_records import config_fingerprint, read_run_info
-from lightning_modules.training import train
+from lightning_modules.runs.records import config_fingerprint, read_run_info
+from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _train_command(data: Path, log_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "scripts/train.py", "data=pairs", f"data.root={data}", "data.patch_size=32",
-        "data.batch_size=2", "data.num_workers=0", "trainer.max_epochs=6", "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1",
-        "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-        "~callbacks.image_grid", "test=false", f"paths.log_dir={log_dir}", *extra,
+        sys.executable,
+        "scripts/train.py",
+        "data=pairs",
+        f"data.root={data}",
+        "data.patch_size=32",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer.max_epochs=6",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "~callbacks.image_grid",
+        "test=false",
+        f"paths.log_dir={log_dir}",
+        *extra,
     ]
 
 
@@ -36,10 +49,13 @@ def _steps(run_dir: Path) -> list[list[int]]:
     for f in files:
         events = EventAccumulator(str(f))
         events.Reload()
-        out.append([e.step for e in events.Scalars("train/loss_step")] if "train/loss_step" in events.Tags()["scalars"] else [])
+        out.append(
+            [e.step for e in events.Scalars("train/loss_step")] if "train/loss_step" in events.Tags()["scalars"] else []
+        )
     return out
 
 
+@pytest.mark.e2e
 def test_sigkilled_training_resumes_from_its_last_checkpoint(tmp_path):
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 1, "test": 1})
     log_dir = tmp_path / "logs"
@@ -76,8 +92,9 @@ def test_sigkilled_training_resumes_from_its_last_checkpoint(tmp_path):
     steps = [s for s in _steps(run_dir) if s]
     assert len(steps) == 2 and min(steps[1]) >= saved["global_step"] and max(steps[1]) == 11
     # resume=never leaves the finished run alone and starts a new folder.
-    fresh = subprocess.run([*command, "resume=never", "trainer.max_epochs=1"], cwd=REPO, capture_output=True,
-                           text=True, timeout=600)
+    fresh = subprocess.run(
+        [*command, "resume=never", "trainer.max_epochs=1"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert fresh.returncode == 0 and "resume=auto" not in fresh.stderr
     assert len(list(log_dir.glob("train/runs/*/run_info.json"))) == 2
 
@@ -92,7 +109,7 @@ def test_fingerprint_ignores_output_places_but_not_training_settings(tmp_path):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import lightning_modules.denoiser as denoiser
+    import lightning_modules.training.module as denoiser
 
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 1, "test": 1})
     real_build = denoiser.build_loss
@@ -110,8 +127,16 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
     monkeypatch.setattr(denoiser, "build_loss", poisoned)
     run_dir = tmp_path / "logs" / "train" / "runs" / "r"
-    cfg = tiny_train_config(run_dir, ["data=pairs", f"data.root={data}", "trainer.max_epochs=5",
-                                      "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"])
+    cfg = tiny_train_config(
+        run_dir,
+        [
+            "data=pairs",
+            f"data.root={data}",
+            "trainer.max_epochs=5",
+            "trainer.limit_val_batches=1",
+            "trainer.num_sanity_val_steps=0",
+        ],
+    )
     with pytest.raises(denoiser.NonFiniteLossError, match=r"training loss is nan at step 3 \(epoch 3"):
         train(cfg)
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -121,7 +146,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_checkpoint_writer_keeps_the_old_file_when_a_save_fails(tmp_path, monkeypatch):
-    import lightning_modules.faults as faults
+    import lightning_modules.training.faults as faults
 
     path = tmp_path / "last.ckpt"
     io = faults.AtomicCheckpointIO()

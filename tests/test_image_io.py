@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.image_io import ImageInfo, ImageReadError, read_image, to_stored, write_image
+from datamodules.io.images import ImageInfo, ImageReadError, read_image, to_stored, write_image
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

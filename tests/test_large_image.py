@@ -12,18 +12,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_8192_image_within_2gb(tmp_path):
-    from datamodules.image_io import ImageInfo, read_image, write_image
+    from datamodules.io.images import ImageInfo, read_image, write_image
     from datamodules.phantom import chest_phantom
-    from lightning_modules.checkpoint_io import save_weights
-    from lightning_modules.model import DenoisingUnet
+    from lightning_modules.nets.checkpoints import save_weights
+    from lightning_modules.nets.unet import DenoisingUnet
 
     write_image(tmp_path / "big.png", chest_phantom(8192, seed=0).numpy(), ImageInfo(16, ".png"))
     save_weights(tmp_path / "net.pth", DenoisingUnet(residual=True), {"encoder_name": "resnet18", "residual": True})
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = subprocess.run(
-        [sys.executable, "scripts/denoise.py", f"input={tmp_path / 'big.png'}", f"output={tmp_path / 'out'}",
-         f"ckpt={tmp_path / 'net.pth'}", "progress=false", "device=cpu"],
-        cwd=REPO, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "scripts/denoise.py",
+            f"input={tmp_path / 'big.png'}",
+            f"output={tmp_path / 'out'}",
+            f"ckpt={tmp_path / 'net.pth'}",
+            "progress=false",
+            "device=cpu",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

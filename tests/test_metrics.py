@@ -3,8 +3,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lightning_modules.losses import LOSSES, build_loss
-from lightning_modules.metrics import image_metrics
+from lightning_modules.nets.losses import LOSSES, build_loss
+from lightning_modules.nets.metrics import image_metrics
 
 
 def test_metrics_match_scikit_image_per_image():
@@ -20,6 +20,18 @@ def test_metrics_match_scikit_image_per_image():
         assert abs(float(ours["psnr"][i]) - ref_psnr) < 0.01
         assert abs(float(ours["ssim"][i]) - ref_ssim) < 0.01
         assert float(ours["mse"][i]) == pytest.approx(float(((clean[i] - noisy[i]) ** 2).mean()), rel=1e-5)
+
+
+def test_metrics_inside_bf16_autocast_equal_fp32():
+    """Lightning validates under bf16 autocast; SSIM there must still be the fp32 value."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = (0.5 + 0.02 * torch.sin(12 * x) * torch.cos(9 * y))[None, None]  # a flat, low-contrast region
+    pred = clean + 0.005 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    reference = image_metrics(pred, clean)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = image_metrics(pred, clean)
+    for name in reference:
+        assert torch.allclose(inside[name], reference[name], rtol=1e-5), name
 
 
 def test_prediction_is_clamped_to_the_data_range():

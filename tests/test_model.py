@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_modules.model import DenoisingUnet
+from lightning_modules.nets.unet import DenoisingUnet
 
 
 def test_output_matches_odd_input_size():
@@ -32,21 +32,21 @@ def test_residual_adds_the_input():
 
 def test_a_few_steps_on_one_batch_raise_psnr():
     """Wiring check of model + loss + optimizer: fitting one fixed batch must improve it."""
-    from lightning_modules.losses import build_loss
-    from lightning_modules.metrics import image_metrics
+    from lightning_modules.nets.losses import build_loss
+    from lightning_modules.nets.metrics import image_metrics
 
     torch.manual_seed(0)
     high = torch.rand(1, 1, 8, 8).repeat_interleave(8, -1).repeat_interleave(8, -2).repeat(4, 1, 1, 1)
     high = 0.1 + 0.8 * high
     low = (0.585 * high + 0.048 + 0.046 * torch.randn(high.shape)).clamp(0, 1)
-    net = DenoisingUnet()
+    net = DenoisingUnet(decoder_channels=(64, 32, 16, 16, 8))  # small decoder: the wiring, not the capacity
     loss_fn = build_loss("l1")
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     net.eval()
     with torch.no_grad():
         before = image_metrics(net(low), high)["psnr"].mean()
     net.train()
-    for _ in range(30):
+    for _ in range(20):
         optimizer.zero_grad()
         loss_fn(net(low), high).backward()
         optimizer.step()
@@ -57,7 +57,7 @@ def test_a_few_steps_on_one_batch_raise_psnr():
 
 
 def test_group_norm_option_replaces_every_batch_norm_and_round_trips(tmp_path):
-    from lightning_modules.checkpoint_io import load_network, save_weights
+    from lightning_modules.nets.checkpoints import load_network, save_weights
 
     net = DenoisingUnet(norm="group").eval()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
@@ -70,7 +70,7 @@ def test_group_norm_option_replaces_every_batch_norm_and_round_trips(tmp_path):
 
 
 def test_safetensors_export_round_trips_and_rejects_foreign_files(tmp_path):
-    from lightning_modules.checkpoint_io import export_safetensors, load_network
+    from lightning_modules.nets.checkpoints import export_safetensors, load_network
 
     torch.manual_seed(0)
     net = DenoisingUnet(residual=True).eval()
@@ -93,7 +93,7 @@ def test_safetensors_export_round_trips_and_rejects_foreign_files(tmp_path):
 
 
 def test_self_ensemble_inverts_every_view_and_averages():
-    from lightning_modules.ensemble import SelfEnsemble, dihedral, inverse_dihedral, with_tta
+    from lightning_modules.inference.ensemble import SelfEnsemble, dihedral, inverse_dihedral, with_tta
 
     x = torch.rand(2, 1, 5, 7)
     views = [dihedral(x, k) for k in range(8)]

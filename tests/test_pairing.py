@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from datamodules.datamodule import PairedDataModule, SimulatedDataModule
-from datamodules.image_io import ImageInfo, write_image
-from datamodules.pairing import DatasetLayoutError, find_pairs
+from datamodules.io.images import ImageInfo, write_image
+from datamodules.io.pairing import DatasetLayoutError, find_pairs
 
 
 def _write(path, shape=(32, 32), bit_depth=8):

@@ -1,6 +1,5 @@
 """Evaluation report: GAT, classical baselines, statistics, dose reduction, report files, sweep summary."""
 
-import ast
 import csv
 import importlib.util
 import json
@@ -11,28 +10,34 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import compose_config, make_paired_dataset, smooth_image
 from omegaconf import OmegaConf
 from skimage.metrics import peak_signal_noise_ratio
 
-from conftest import compose_config, make_paired_dataset, smooth_image
 from datamodules.datasets import SimulatedPairDataset
-from datamodules.degradation import AffineGaussianDegradation
-from datamodules.dose import PhysicalDoseModel
+from datamodules.noise import AffineGaussianNoiseModel, PhysicalNoiseModel
 from datamodules.splits import eval_seed
-from lightning_modules.anscombe import gat_forward, gat_inverse_algebraic, gat_inverse_unbiased
-from lightning_modules.baselines import apply_baseline, select_baselines
-from lightning_modules.checkpoint_io import save_weights
-from lightning_modules.model import DenoisingUnet
-from lightning_modules.report_stats import equivalent_dose, mean_ci
-from lightning_modules.stabilisers import fit_affine_degradation, stabiliser_for
+from lightning_modules.classical.anscombe import gat_forward, gat_inverse_algebraic, gat_inverse_unbiased
+from lightning_modules.classical.baselines import apply_baseline, select_baselines
+from lightning_modules.classical.stabilisers import fit_affine_degradation, stabiliser_for
+from lightning_modules.nets.checkpoints import save_weights
+from lightning_modules.nets.unet import DenoisingUnet
+from lightning_modules.report.stats import equivalent_dose, mean_ci
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_BM3D = importlib.util.find_spec("bm3d") is not None
-TINY_NET = {"encoder_name": "resnet18", "residual": True, "decoder_attention_type": None,
-            "decoder_channels": [16, 16, 16, 16, 16], "norm": "batch", "channels_last": False}
+TINY_NET = {
+    "encoder_name": "resnet18",
+    "residual": True,
+    "decoder_attention_type": None,
+    "decoder_channels": [16, 16, 16, 16, 16],
+    "norm": "batch",
+    "channels_last": False,
+}
 
 
 # --- Generalised Anscombe Transform ---------------------------------------------------------------
+
 
 def test_gat_algebraic_inverse_is_exact_and_unbiased_inverse_removes_the_bias():
     counts = np.linspace(0.0, 5000.0, 101)
@@ -49,7 +54,7 @@ def test_gat_algebraic_inverse_is_exact_and_unbiased_inverse_removes_the_bias():
 
 
 def test_physical_model_is_stabilised_to_unit_variance_in_display_units():
-    model = PhysicalDoseModel()
+    model = PhysicalNoiseModel()
     for level, dose in ((0.3, 1.0), (0.5, 0.25), (0.4, 0.05)):  # away from the clipped ends
         flat = torch.full((1, 128, 128), level)
         noisy = model.simulate(flat, dose, torch.Generator().manual_seed(1))[0].numpy()
@@ -61,11 +66,12 @@ def test_physical_model_is_stabilised_to_unit_variance_in_display_units():
 
 # --- classical baselines ----------------------------------------------------------------------------
 
+
 def _psnr(image: np.ndarray, clean: np.ndarray) -> float:
     return peak_signal_noise_ratio(clean, np.clip(image, 0, 1).astype(np.float32), data_range=1.0)
 
 
-@pytest.mark.parametrize("noise", [PhysicalDoseModel(), AffineGaussianDegradation()], ids=["physical", "affine"])
+@pytest.mark.parametrize("noise", [PhysicalNoiseModel(), AffineGaussianNoiseModel()], ids=["physical", "affine"])
 def test_nlm_raises_psnr_on_a_noisy_smooth_image(noise):
     clean = smooth_image(np.random.default_rng(0), 64, 64)
     noisy = noise.simulate(torch.from_numpy(clean)[None], 0.1, torch.Generator().manual_seed(0))[0].numpy()
@@ -77,7 +83,7 @@ def test_nlm_raises_psnr_on_a_noisy_smooth_image(noise):
 @pytest.mark.skipif(not HAS_BM3D, reason="optional bm3d extra not installed")
 def test_bm3d_raises_psnr_on_a_noisy_smooth_image():
     clean = smooth_image(np.random.default_rng(1), 32, 32)
-    model = PhysicalDoseModel()
+    model = PhysicalNoiseModel()
     noisy = model.simulate(torch.from_numpy(clean)[None], 0.1, torch.Generator().manual_seed(0))[0].numpy()
     assert _psnr(apply_baseline("bm3d", noisy, stabiliser_for(model, 0.1)), clean) > _psnr(noisy, clean) + 5.0
 
@@ -100,6 +106,7 @@ def test_affine_fit_recovers_the_paired_degradation(tmp_path):
 
 
 # --- statistics -------------------------------------------------------------------------------------
+
 
 def test_mean_ci_is_the_student_t_interval():
     stat = mean_ci([1.0, 2.0, 3.0, 4.0])
@@ -125,6 +132,7 @@ def test_equivalent_dose_on_a_known_curve():
 
 # --- the report, end to end -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A paired-layout dataset and two run folders (simulated dose-blind, real pairs), untrained tiny nets."""
@@ -132,10 +140,15 @@ def runs(tmp_path_factory):
     data = make_paired_dataset(base / "data", {"train": 2, "test": 3})
     torch.manual_seed(0)
     net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
-    physical = {"_target_": "datamodules.dose.PhysicalDoseModel", "I0": 2000.0, "sigma_e": 5.0}
+    physical = {"_target_": "datamodules.noise.PhysicalNoiseModel", "I0": 2000.0, "sigma_e": 5.0}
     data_cfgs = {
-        "simulated": {"_target_": "datamodules.datamodule.SimulatedDataModule", "root": str(data),
-                      "noise": physical, "dose": [0.05, 1.0], "seed": 1234},
+        "simulated": {
+            "_target_": "datamodules.datamodule.SimulatedDataModule",
+            "root": str(data),
+            "noise": physical,
+            "dose": [0.05, 1.0],
+            "seed": 1234,
+        },
         "paired": {"_target_": "datamodules.datamodule.PairedDataModule", "root": str(data)},
     }
     for name, data_cfg in data_cfgs.items():
@@ -146,10 +159,19 @@ def runs(tmp_path_factory):
 
 
 def _report(run: Path, out: Path, *overrides: str) -> dict:
-    from lightning_modules.reporting import report
+    from lightning_modules.report.report import report
 
-    cfg = compose_config("report", [f"run={run}", f"ckpt={run / 'checkpoints' / 'best_model.pth'}", f"out_dir={out}",
-                                    "progress=false", "device=cpu", *overrides])
+    cfg = compose_config(
+        "report",
+        [
+            f"run={run}",
+            f"ckpt={run / 'checkpoints' / 'best_model.pth'}",
+            f"out_dir={out}",
+            "progress=false",
+            "device=cpu",
+            *overrides,
+        ],
+    )
     return report(cfg)
 
 
@@ -164,7 +186,7 @@ def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
     assert {r["method"] for r in rows} == {"noisy", "nlm", "model"} and {r["dose"] for r in rows} == {"1", "0.1"}
     # The noisy inputs are the data module's test images (same seeds) and the PSNR is scikit-image's.
     files = sorted((data / "test" / "high").iterdir())
-    dataset = SimulatedPairDataset(files, PhysicalDoseModel(), dose=0.1, seed=eval_seed(1234, "test"))
+    dataset = SimulatedPairDataset(files, PhysicalNoiseModel(), dose=0.1, seed=eval_seed(1234, "test"))
     for i, path in enumerate(files):
         sample = dataset[i]
         expected = peak_signal_noise_ratio(sample["high"][0].numpy(), sample["low"][0].numpy(), data_range=1.0)
@@ -176,9 +198,14 @@ def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
 
     saved = json.loads((out / "summary.json").read_text())
     stat = saved["metrics"]["0.1"]["model"]["psnr"]
-    assert set(stat) == {"mean", "std", "n", "ci95"} and stat["n"] == 3 and stat["ci95"][0] < stat["mean"] < stat["ci95"][1]
+    assert (
+        set(stat) == {"mean", "std", "n", "ci95"}
+        and stat["n"] == 3
+        and stat["ci95"][0] < stat["mean"] < stat["ci95"][1]
+    )
     assert saved["metrics"]["1"]["noisy"]["psnr"]["mean"] == pytest.approx(
-        np.mean([float(r["psnr"]) for r in rows if r["dose"] == "1" and r["method"] == "noisy"]), abs=1e-4)
+        np.mean([float(r["psnr"]) for r in rows if r["dose"] == "1" and r["method"] == "noisy"]), abs=1e-4
+    )
     assert [r["dose"] for r in saved["dose_reduction"]["psnr"]] == [1.0, 0.1]
     assert saved["reference_doses"][0] < 0.1 and saved["reference_doses"][-1] == 8.0
     assert len(saved["checkpoint"]["sha256"]) == 64 and saved["versions"]["scikit-image"] != "not installed"
@@ -206,7 +233,7 @@ def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs
 
 
 def test_report_errors_name_the_key(runs, tmp_path):
-    from datamodules.image_io import ImageInfo, write_image
+    from datamodules.io.images import ImageInfo, write_image
 
     base, _ = runs
     with pytest.raises(ValueError, match="doses must be > 0"):
@@ -220,6 +247,7 @@ def test_report_errors_name_the_key(runs, tmp_path):
 
 # --- sweep summary ----------------------------------------------------------------------------------
 
+
 def _job(sweep: Path, number: int, lr: str) -> Path:
     folder = sweep / f"{number}_optim.lr={lr}"
     (folder / ".hydra").mkdir(parents=True)
@@ -231,15 +259,22 @@ def _job(sweep: Path, number: int, lr: str) -> Path:
 def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    from lightning_modules.hydra_callbacks import JobStatusRecorder
-    from lightning_modules.sweep_summary import summarise_sweep
+    from lightning_modules.report.sweep import summarise_sweep
+    from lightning_modules.runs.hydra import JobStatusRecorder
 
     sweep = tmp_path / "multiruns" / "2026-01-01_00-00-00"
     lrs = ["0.1", "0.01", "0.001", "0.0001", "1e-05"]
     (sweep).mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
-        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
-        "overrides": {"task": ["loss=l1", "optim.lr=" + ",".join(lrs)]}}}))
+    (sweep / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+                    "overrides": {"task": ["loss=l1", "optim.lr=" + ",".join(lrs)]},
+                }
+            }
+        )
+    )
     writer = SummaryWriter(str(_job(sweep, 0, lrs[0]) / "tensorboard"))  # ok: test metrics in TensorBoard
     for step, value in enumerate((20.0, 24.0)):
         writer.add_scalar("val/psnr", value, step)
@@ -249,13 +284,25 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     failed = _job(sweep, 1, lrs[1])  # failed: Hydra's callback recorded the exception
     from hydra.core.utils import JobReturn, JobStatus
 
-    job_return = JobReturn(overrides=["optim.lr=0.01"], status=JobStatus.FAILED, _return_value=RuntimeError("loss is nan"))
+    job_return = JobReturn(
+        overrides=["optim.lr=0.01"], status=JobStatus.FAILED, _return_value=RuntimeError("loss is nan")
+    )
     JobStatusRecorder().on_job_end(OmegaConf.create({"hydra": {"runtime": {"output_dir": str(failed)}}}), job_return)
     _job(sweep, 2, lrs[2])  # killed before anything: no status file, no metrics
     done = _job(sweep, 3, lrs[3])  # ok: scripts/test.py results
     (done / "results").mkdir()
-    (done / "results" / "summary.json").write_text(json.dumps({"metrics": {
-        "psnr": {"mean": 26.0}, "ssim": {"mean": 0.7}, "mse": {"mean": 0.002}, "psnr_noisy": {"mean": 15.0}}}))
+    (done / "results" / "summary.json").write_text(
+        json.dumps(
+            {
+                "metrics": {
+                    "psnr": {"mean": 26.0},
+                    "ssim": {"mean": 0.7},
+                    "mse": {"mean": 0.002},
+                    "psnr_noisy": {"mean": 15.0},
+                }
+            }
+        )
+    )
 
     out = tmp_path / "summary"
     result = summarise_sweep(sweep, out)
@@ -269,30 +316,3 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     markdown = (out / "sweep.md").read_text()
     assert markdown.count("**FAILED**") == 2 and "not started" in markdown
     assert (out / "sweep.png").stat().st_size > 10_000 and (out / "sweep.html").is_file()
-
-
-def _project_imports(module: str) -> set[str]:
-    """Every top-level package imported by ``module`` and the project modules it reaches (static)."""
-    seen, todo, packages = set(), [module], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = REPO / (name.replace(".", "/") + ".py")
-        if not path.is_file():
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
-            for imported in names:
-                packages.add(imported.split(".")[0])
-                if imported.split(".")[0] in ("lightning_modules", "datamodules"):
-                    todo.append(imported)
-    return packages
-
-
-def test_report_code_does_not_need_lightning():
-    for module in ("lightning_modules.reporting", "lightning_modules.sweep_summary"):
-        packages = _project_imports(module)
-        assert "lightning" not in packages and "pytorch_lightning" not in packages, module

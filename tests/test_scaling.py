@@ -8,29 +8,38 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf
 
-from conftest import compose_config, make_paired_dataset, tiny_train_config
-from lightning_modules import distributed
-from lightning_modules.checkpoint_io import load_weights_into
-from lightning_modules.checkpoint_read import read_checkpoint
-from lightning_modules.model import DenoisingUnet
-from lightning_modules.runs import PRETRAINED_DIR, PRETRAINED_WEIGHTS
-from lightning_modules.training import train
+from lightning_modules.nets.checkpoints import load_weights_into, read_checkpoint
+from lightning_modules.nets.unet import DenoisingUnet
+from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
+from lightning_modules.training import distributed
+from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "data=pairs", "data.patch_size=32", "data.batch_size=2", "data.num_workers=0", "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
-    "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "~callbacks.image_grid",
+    "data=pairs",
+    "data.patch_size=32",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_model_summary=false",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "~callbacks.image_grid",
 ]
 
 
 def _run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "scripts/train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
+@pytest.mark.e2e
 def test_two_process_cpu_ddp_trains_and_rank_zero_alone_writes_and_tests(tmp_path):
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 2, "test": 3})
     done = _run(["trainer=ddp_cpu", *TINY, f"data.root={data}", f"paths.log_dir={tmp_path / 'logs'}"])
@@ -69,6 +78,7 @@ def test_a_strategy_given_as_a_config_node_is_classified_by_its_start_method():
     assert not distributed._in_multirun()  # plain Python: no Hydra run at all
 
 
+@pytest.mark.e2e
 def test_optuna_search_on_submitit_local_survives_a_crashing_trial(tmp_path):
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 2, "test": 3})
     probe = tmp_path / "conf" / "hparams_search" / "crash_probe.yaml"
@@ -79,8 +89,16 @@ def test_optuna_search_on_submitit_local_survives_a_crashing_trial(tmp_path):
         "      optim.lr: choice(0.001, -1.0)\n"
         "      optim.weight_decay: choice(0.0001)\n      loss: choice(l1)\n"
     )
-    done = _run([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "hparams_search=crash_probe",
-                 "hydra/launcher=submitit_local", *TINY, f"data.root={data}", f"paths.log_dir={tmp_path / 'logs'}"])
+    done = _run(
+        [
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+            "hparams_search=crash_probe",
+            "hydra/launcher=submitit_local",
+            *TINY,
+            f"data.root={data}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ]
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     (sweep,) = (tmp_path / "logs" / "search" / "multiruns").iterdir()
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -98,17 +116,30 @@ def test_init_weights_starts_from_the_shipped_model_and_checks_the_network(tmp_p
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 2, "test": 2})
     shipped = PRETRAINED_DIR / PRETRAINED_WEIGHTS
     hparams, state = read_checkpoint(shipped)
-    cfg = tiny_train_config(tmp_path / "run", [
-        "data=pairs", f"data.root={data}", "init_weights=pretrained", "optim.lr=1e-12", "optim.weight_decay=0",
-        "trainer.max_epochs=1", "test=false", *(f"model.{k}={hparams[k]}" for k in ("norm", "residual")),
-    ])
+    cfg = tiny_train_config(
+        tmp_path / "run",
+        [
+            "data=pairs",
+            f"data.root={data}",
+            "init_weights=pretrained",
+            "optim.lr=1e-12",
+            "optim.weight_decay=0",
+            "trainer.max_epochs=1",
+            "test=false",
+            *(f"model.{k}={hparams[k]}" for k in ("norm", "residual")),
+        ],
+    )
     train(cfg)
     _, trained = read_checkpoint(tmp_path / "run" / "checkpoints" / "best_model.pth")
-    parameters = [name for name, _ in DenoisingUnet(norm=hparams["norm"], residual=hparams["residual"]).named_parameters()]
+    parameters = [
+        name for name, _ in DenoisingUnet(norm=hparams["norm"], residual=hparams["residual"]).named_parameters()
+    ]
     # a learning rate of 1e-12 leaves the weights where they started: at the shipped model's
     assert max((trained[k] - state[k]).abs().max().item() for k in parameters) < 1e-6
 
     other = DenoisingUnet(norm="group", residual=hparams["residual"])
-    with pytest.raises(ValueError, match=r"init_weights=.*a different network \(norm: 'batch' in the checkpoint, 'group'"):
+    with pytest.raises(
+        ValueError, match=r"init_weights=.*a different network \(norm: 'batch' in the checkpoint, 'group'"
+    ):
         load_weights_into(other, shipped, {**hparams, "norm": "group"}, "init_weights")
     assert not torch.equal(other.state_dict()[parameters[0]], state[parameters[0]])

@@ -7,7 +7,7 @@ import tifffile
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
-from datamodules.image_io import ImageReadError, read_image, write_image
+from datamodules.io.images import ImageReadError, read_image, write_image
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 
@@ -122,7 +122,7 @@ def test_unsupported_tiff_type_and_truncated_tiff(tmp_path):
 
 
 def test_mixed_folder_skips_other_files_with_one_warning(tmp_path):
-    from datamodules.pairing import list_images
+    from datamodules.io.pairing import list_images
 
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((4, 4), np.uint16))
     write_dicom_file(tmp_path / "b.dcm", np.zeros((4, 4), np.uint16))

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.tiling import blend_window, count_tiles, sliding_window, tile_starts
+from lightning_modules.inference.tiling import blend_window, count_tiles, sliding_window, tile_starts
 
 
 @pytest.mark.parametrize("shape", [(100, 100), (37, 301), (513, 700)])
@@ -10,7 +10,9 @@ from lightning_modules.tiling import blend_window, count_tiles, sliding_window, 
 def test_pointwise_predictors_are_stitched_exactly(shape, tile, overlap):
     image = torch.rand(shape)
     assert torch.allclose(sliding_window(image, lambda x: x + 1, tile=tile, overlap=overlap), image + 1, atol=1e-6)
-    assert torch.allclose(sliding_window(image, lambda x: 2 * x, tile=tile, overlap=overlap, batch_size=3), 2 * image, atol=1e-6)
+    assert torch.allclose(
+        sliding_window(image, lambda x: 2 * x, tile=tile, overlap=overlap, batch_size=3), 2 * image, atol=1e-6
+    )
 
 
 def test_tiles_cover_the_image_with_the_requested_overlap():
@@ -29,8 +31,13 @@ def test_window_is_positive_and_flat_in_the_middle():
 def test_no_seams_on_1024_image():
     """A local network (receptive field 7 px < overlap): tiled equals whole-image inference."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(8, 1, 3, padding=1)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 1, 3, padding=1),
+    ).eval()
     image = torch.rand(1024, 1024)
     with torch.no_grad():
         whole = net(image[None, None])[0, 0]

@@ -19,7 +19,11 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: int
 
 
 def conv3x3_gflops(
-    dtype: torch.dtype, device: torch.device | str = "cpu", channels: int = 64, size: int = 256, batch: int = 1,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    channels: int = 64,
+    size: int = 256,
+    batch: int = 1,
     repeats: int = 3,
 ) -> float:
     """GFLOP/s of a 3×3, ``channels``→``channels`` convolution on ``batch``×``size``² (channels_last)."""

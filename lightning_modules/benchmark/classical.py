@@ -11,24 +11,9 @@ import numpy as np
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.quality import test_pairs
 from lightning_modules.benchmark.report import Row
+from lightning_modules.classical.baselines import BASELINES, DESCRIPTIONS, OPTIONAL_PACKAGE
 
-
-def _nlm(image: np.ndarray, sigma: float) -> np.ndarray:
-    from skimage.restoration import denoise_nl_means
-
-    return denoise_nl_means(image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
-
-
-def _bm3d(image: np.ndarray, sigma: float) -> np.ndarray:
-    import bm3d
-
-    return bm3d.bm3d(image, sigma_psd=sigma)
-
-
-METHODS = {
-    "nlm": ("NLM (scikit-image, fast mode, 5×5 patches, distance 6, h = 0.8σ)", None, _nlm),
-    "bm3d": ("BM3D (bm3d package, default profile)", "bm3d", _bm3d),
-}
+METHODS = {name: (DESCRIPTIONS[name], OPTIONAL_PACKAGE.get(name), BASELINES[name][1]) for name in BASELINES}
 
 
 def run_classical(ctx: Context, cfg: Any, quality_cfg: Any) -> list[Row]:
@@ -51,16 +36,39 @@ def run_classical(ctx: Context, cfg: Any, quality_cfg: Any) -> list[Row]:
             method(low, float(estimate_sigma(low)))
         seconds = time.perf_counter() - start
         ctx.results[("baselines", name)] = seconds / mpix
-        rows.append(Row("baselines", name, f"{len(lows)} × {lows[0].shape[0]}×{lows[0].shape[1]}", seconds / mpix,
-                        "s/Mpix", None, None, f"{label}; σ estimated per image"))
+        rows.append(
+            Row(
+                "baselines",
+                name,
+                f"{len(lows)} × {lows[0].shape[0]}×{lows[0].shape[1]}",
+                seconds / mpix,
+                "s/Mpix",
+                None,
+                None,
+                f"{label}; σ estimated per image",
+            )
+        )
     network = _network_rate(ctx)
     if network:
-        rows.append(Row("baselines", "network, default path", "", 1 / network, "s/Mpix", None, None,
-                        "raw forward at the smallest inference size, for comparison"))
+        rows.append(
+            Row(
+                "baselines",
+                "network, default path",
+                "",
+                1 / network,
+                "s/Mpix",
+                None,
+                None,
+                "raw forward at the smallest inference size, for comparison",
+            )
+        )
     return rows
 
 
 def _network_rate(ctx: Context) -> float | None:
-    rates = sorted((key[2], rate) for key, rate in ctx.results.items()
-                   if isinstance(key, tuple) and key[:2] == ("inference", "default"))
+    rates = sorted(
+        (key[2], rate)
+        for key, rate in ctx.results.items()
+        if isinstance(key, tuple) and key[:2] == ("inference", "default")
+    )
     return rates[0][1] if rates else None

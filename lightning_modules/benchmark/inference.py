@@ -42,7 +42,12 @@ def run_inference(ctx: Context, cfg: Any, device: torch.device | str = "cpu", se
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             try:
-                timing = time_calls(lambda: predictors.run(predictor, path, x), int(cfg.repeats), float(cfg.budget_s), device)
+                timing = time_calls(
+                    lambda predictor=predictor, path=path, x=x: predictors.run(predictor, path, x),
+                    int(cfg.repeats),
+                    float(cfg.budget_s),
+                    device,
+                )
             except Exception as err:  # noqa: BLE001 - e.g. torch.compile without a working compiler
                 rows.append(Row(section, name, f"{size}²", note=f"failed: {type(err).__name__}: {str(err)[:200]}"))
                 break
@@ -55,12 +60,18 @@ def run_inference(ctx: Context, cfg: Any, device: torch.device | str = "cpu", se
             if name == "onnxruntime":
                 notes.append(f"export + session {setup_s:.1f} s")
             ctx.results[(section, name, size)] = rate
-            rows.append(Row(
-                section, name, f"{int(cfg.batch)}×{size}²", rate, "Mpix/s",
-                ctx.pct_of_ceiling(rate, device.type, path.bf16),
-                peak_rss_mb() if device.type == "cpu" else torch.cuda.max_memory_allocated() / 1e6,
-                "; ".join(notes),
-            ))
+            rows.append(
+                Row(
+                    section,
+                    name,
+                    f"{int(cfg.batch)}×{size}²",
+                    rate,
+                    "Mpix/s",
+                    ctx.pct_of_ceiling(rate, device.type, path.bf16),
+                    peak_rss_mb() if device.type == "cpu" else torch.cuda.max_memory_allocated() / 1e6,
+                    "; ".join(notes),
+                )
+            )
             del x
         del predictor
     return rows

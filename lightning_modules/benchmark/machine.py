@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lightning_modules.inference_paths import bf16_native
-from lightning_modules.run_records import versions as package_versions
+from lightning_modules.inference.backends import bf16_native
+from lightning_modules.runs.records import commit_label
+from lightning_modules.runs.records import versions as package_versions
 
 PACKAGES = ("torch", "onnxruntime", "onnx", "segmentation-models-pytorch", "lightning", "numpy", "scikit-image", "bm3d")
 
@@ -45,17 +45,7 @@ def versions() -> dict[str, str]:
     return package_versions(PACKAGES)
 
 
-def git_commit(repo: str | os.PathLike | None = None) -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
-                               text=True, timeout=10)
-        return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if commit.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine_info(repo: str | os.PathLike | None = None) -> dict[str, Any]:
+def machine_info() -> dict[str, Any]:
     try:
         import psutil
 
@@ -65,7 +55,7 @@ def machine_info(repo: str | os.PathLike | None = None) -> dict[str, Any]:
         physical, memory_gb = None, None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
         "logical_cores": os.cpu_count(),
@@ -77,5 +67,5 @@ def machine_info(repo: str | os.PathLike | None = None) -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python_bytecode_cache": not (sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")),
         "versions": versions(),
-        "git_commit": git_commit(repo),
+        "git_commit": commit_label(short=True),
     }

@@ -116,7 +116,9 @@ with open(sys.argv[1], "w") as f:
 
 
 def run_process(
-    command: Sequence[str], cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+    command: Sequence[str],
+    cwd: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
     timeout_s: float = 1800,
 ) -> ProcessResult:
     """Run ``command`` (its first item an executable path); wall time from launch to exit and the
@@ -129,7 +131,17 @@ def run_process(
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "usage.json"
         with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
-            launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), str(max(1, int(timeout_s))), executable, *command[1:]]
+            launcher = [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _LAUNCHER,
+                str(report),
+                str(max(1, int(timeout_s))),
+                executable,
+                *command[1:],
+            ]
             try:
                 subprocess.run(launcher, cwd=cwd, env=env, stdout=out, stderr=err, timeout=timeout_s + 60, check=False)
             except subprocess.TimeoutExpired:

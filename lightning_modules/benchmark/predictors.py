@@ -7,7 +7,8 @@ import os
 import torch
 from torch import nn
 
-from lightning_modules.inference_paths import InferencePath, bf16_native, choose_path, load_predictor
+from lightning_modules.inference.backends import InferencePath, bf16_native, choose_path, load_predictor
+from lightning_modules.nets.forward import run_network
 
 # name: (backend, precision, channels_last) as scripts/denoise.py settings; precision "auto" follows the device.
 PATHS: dict[str, tuple[str, str, bool]] = {
@@ -55,7 +56,10 @@ def emulated_bf16(name: str, device: torch.device | str) -> bool:
 
 
 def build(
-    name: str, checkpoint: str | os.PathLike, device: torch.device | str, batch_size: int = 1,
+    name: str,
+    checkpoint: str | os.PathLike,
+    device: torch.device | str,
+    batch_size: int = 1,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, InferencePath]:
     """The predictor of path ``name`` for ``checkpoint`` and the path it resolved to."""
@@ -63,9 +67,5 @@ def build(
 
 
 def run(predictor: nn.Module, path: InferencePath, batch: torch.Tensor) -> torch.Tensor:
-    """One forward pass as :func:`lightning_modules.tiling.sliding_window` makes it."""
-    if path.channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=path.bf16)
-    with torch.no_grad(), autocast:
-        return predictor(batch).float()
+    """One forward pass as :func:`lightning_modules.inference.tiling.sliding_window` makes it."""
+    return run_network(predictor, batch, path.bf16, path.channels_last)

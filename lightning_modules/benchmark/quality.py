@@ -7,14 +7,15 @@ from typing import Any
 
 import torch
 
-from datamodules.image_io import read_image
+from datamodules import SAMPLE_ROOT
+from datamodules.io.images import read_image
 from lightning_modules.benchmark import predictors
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.report import Row
-from lightning_modules.metrics import image_metrics
-from lightning_modules.tiling import sliding_window
+from lightning_modules.inference.tiling import sliding_window
+from lightning_modules.nets.metrics import image_metrics
 
-SAMPLE_TEST = Path(__file__).resolve().parents[2] / "datamodules" / "sample_data" / "test"
+SAMPLE_TEST = SAMPLE_ROOT / "test"
 
 
 def test_pairs(root: str | None, max_images: int | None) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], str]:
@@ -23,16 +24,16 @@ def test_pairs(root: str | None, max_images: int | None) -> tuple[list[tuple[str
     split = Path(root).expanduser() / "test" if root else None
     images = []
     if split is not None and (split / "high").is_dir():
-        from datamodules.pairing import find_pairs
+        from datamodules.io.pairing import find_pairs
 
         for pair in find_pairs(split)[:max_images]:
             low, high = read_image(pair.low)[0], read_image(pair.high)[0]
             images.append((pair.name, torch.from_numpy(low), torch.from_numpy(high)))
         return images, f"{len(images)} real pairs of {split}"
-    from datamodules.degradation import AffineGaussianDegradation
-    from datamodules.pairing import list_images
+    from datamodules.io.pairing import list_images
+    from datamodules.noise import AffineGaussianNoiseModel
 
-    degradation = AffineGaussianDegradation()
+    degradation = AffineGaussianNoiseModel()
     for index, path in enumerate(list_images(SAMPLE_TEST)[:max_images]):
         high = torch.from_numpy(read_image(path)[0])
         low = degradation.simulate(high, 1.0, torch.Generator().manual_seed(index))
@@ -59,8 +60,15 @@ def run_quality(ctx: Context, cfg: Any) -> list[Row]:
         subset = images[: int(cfg.emulated_images)] if predictors.emulated_bf16(name, "cpu") else images
         psnr, max_diff = {}, 0.0
         for image_name, low, high in subset:
-            pred = sliding_window(low, predictor, tile=int(cfg.tile), overlap=int(cfg.overlap), batch_size=int(cfg.batch_size),
-                                  bf16=path.bf16, channels_last=path.channels_last).clamp_(0.0, 1.0)
+            pred = sliding_window(
+                low,
+                predictor,
+                tile=int(cfg.tile),
+                overlap=int(cfg.overlap),
+                batch_size=int(cfg.batch_size),
+                bf16=path.bf16,
+                channels_last=path.channels_last,
+            ).clamp_(0.0, 1.0)
             psnr[image_name] = float(image_metrics(pred[None, None], high[None, None])["psnr"][0])
             if name == "fp32":
                 reference[image_name], ref_psnr[image_name] = pred, psnr[image_name]
@@ -68,8 +76,15 @@ def run_quality(ctx: Context, cfg: Any) -> list[Row]:
                 max_diff = max(max_diff, float((pred - reference[image_name]).abs().max()))
         mean = sum(psnr.values()) / len(psnr)
         delta = mean - sum(ref_psnr[k] for k in psnr) / len(psnr)
-        ctx.results[("quality", name)] = {"psnr": mean, "delta_db": delta, "images": len(psnr), "max_abs_diff": max_diff}
-        note = path.describe() + (f"; Δ vs fp32 {delta:+.4f} dB, max |Δ| {max_diff:.1e}" if name != "fp32" else "; reference")
+        ctx.results[("quality", name)] = {
+            "psnr": mean,
+            "delta_db": delta,
+            "images": len(psnr),
+            "max_abs_diff": max_diff,
+        }
+        note = path.describe() + (
+            f"; Δ vs fp32 {delta:+.4f} dB, max |Δ| {max_diff:.1e}" if name != "fp32" else "; reference"
+        )
         if len(subset) < len(images):
             note += f"; bf16 emulated: first {len(subset)} images only"
         rows.append(Row("quality", name, f"{len(psnr)} images", mean, "dB PSNR", None, None, note))

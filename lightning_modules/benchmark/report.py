@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from datamodules.atomic import atomic_write_text
+from datamodules.io.atomic import atomic_write_text
 
 COMMAND = "uv run python scripts/benchmark.py"
 
@@ -111,7 +111,11 @@ def markdown(machine: dict[str, Any], rows: list[Row], targets: list[Target], no
 
 
 def write_report(
-    out_dir: str | Path, machine: dict[str, Any], rows: list[Row], targets: list[Target], notes: list[str],
+    out_dir: str | Path,
+    machine: dict[str, Any],
+    rows: list[Row],
+    targets: list[Target],
+    notes: list[str],
     settings: dict[str, Any],
 ) -> tuple[Path, Path]:
     """Write ``benchmark.md`` and ``benchmark.json`` into ``out_dir`` (atomically)."""

@@ -11,13 +11,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from lightning_modules.allocator import reuse_freed_memory
+from datamodules.io.atomic import ensure_writable_dir
 from lightning_modules.benchmark.ceilings import conv3x3_gflops, matmul_gflops, model_gflop_per_mpix
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.machine import machine_info
 from lightning_modules.benchmark.report import Row, rich_table, write_report
 from lightning_modules.benchmark.targets import check_targets
-from lightning_modules.inference_paths import bf16_native, choose_path
+from lightning_modules.inference.allocator import reuse_freed_memory
+from lightning_modules.inference.backends import bf16_native, choose_path
 
 SECTIONS = ("ceilings", "inference", "startup", "tiled", "quality", "training", "loader", "baselines", "gpu")
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def settings(cfg: DictConfig) -> DictConfig:
 
 def prepare_model(model: str, run_dir: Path) -> tuple[Path, str]:
     """The checkpoint to benchmark: ``auto`` = the shipped model if present, else untrained weights."""
-    from lightning_modules.runs import PRETRAINED_DIR, PRETRAINED_WEIGHTS
+    from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
 
     if model != "auto":
         path = Path(model).expanduser()
@@ -50,11 +51,13 @@ def prepare_model(model: str, run_dir: Path) -> tuple[Path, str]:
     shipped = PRETRAINED_DIR / PRETRAINED_WEIGHTS
     if shipped.is_file():
         return shipped, f"the shipped model ({shipped.relative_to(REPO) if shipped.is_relative_to(REPO) else shipped})"
-    from lightning_modules.checkpoint_io import save_weights
-    from lightning_modules.model import DenoisingUnet
+    from lightning_modules.nets.checkpoints import save_weights
+    from lightning_modules.nets.unet import DenoisingUnet
 
     torch.manual_seed(0)
-    path = save_weights(run_dir / "untrained.pth", DenoisingUnet(residual=True), {"encoder_name": "resnet18", "residual": True})
+    path = save_weights(
+        run_dir / "untrained.pth", DenoisingUnet(residual=True), {"encoder_name": "resnet18", "residual": True}
+    )
     return path, "an untrained DenoisingUnet (no shipped model found): speeds are representative, PSNR values are not"
 
 
@@ -72,21 +75,47 @@ def _ceilings(ctx: Context, cfg: Any, device: str) -> list[Row]:
         ctx.ceilings[f"{device} matmul {precision}"], ctx.ceilings[f"{device} conv {precision}"] = gemm, conv
         note = "emulated (no native bf16)" if emulated else ""
         rows.append(Row("ceilings", f"{device} matmul {precision}", f"{n}²", gemm, "GFLOP/s", None, None, note))
-        rows.append(Row("ceilings", f"{device} conv 3×3 {precision}", f"{cfg.conv_batch}×{cfg.conv_channels}×{size}²", conv,
-                        "GFLOP/s", None, None, ("channels_last; " + note).strip("; ")))
+        rows.append(
+            Row(
+                "ceilings",
+                f"{device} conv 3×3 {precision}",
+                f"{cfg.conv_batch}×{cfg.conv_channels}×{size}²",
+                conv,
+                "GFLOP/s",
+                None,
+                None,
+                ("channels_last; " + note).strip("; "),
+            )
+        )
     return rows
 
 
 def _model_rows(ctx: Context, size: int) -> list[Row]:
-    from lightning_modules.checkpoint_io import load_network
+    from lightning_modules.nets.checkpoints import load_network
 
     net, _ = load_network(ctx.checkpoint)
     ctx.gflop_per_mpix = model_gflop_per_mpix(net.train(), size)
     return [
-        Row("ceilings", "model forward", "", ctx.gflop_per_mpix["forward"], "GFLOP/Mpix", None, None,
-            "FlopCounterMode; the % of ceiling columns divide by the conv 3×3 rate of the same precision"),
-        Row("ceilings", "model forward + backward", "", ctx.gflop_per_mpix["forward_backward"], "GFLOP/Mpix", None, None,
-            "L1 loss; training rows use this"),
+        Row(
+            "ceilings",
+            "model forward",
+            "",
+            ctx.gflop_per_mpix["forward"],
+            "GFLOP/Mpix",
+            None,
+            None,
+            "FlopCounterMode; the % of ceiling columns divide by the conv 3×3 rate of the same precision",
+        ),
+        Row(
+            "ceilings",
+            "model forward + backward",
+            "",
+            ctx.gflop_per_mpix["forward_backward"],
+            "GFLOP/Mpix",
+            None,
+            None,
+            "L1 loss; training rows use this",
+        ),
     ]
 
 
@@ -101,18 +130,19 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     cfg = settings(cfg)
     reuse_freed_memory()  # as denoise.py does on the CPU, so every in-process row runs alike
     console = Console() if Console().is_terminal else Console(width=200)  # logs keep the table readable
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_info(REPO)
+    run_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    machine = machine_info()
     checkpoint, model_note = prepare_model(str(cfg.model), run_dir)
     ctx = Context(checkpoint, model_note, run_dir, REPO, Path(cfg.image_dir).expanduser())
-    ctx.image_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(ctx.image_dir, "image_dir")
     ctx.notes.append(f"Model: {model_note}.")
     ctx.notes.append(
-        "This process keeps freed memory for reuse (lightning_modules/allocator.py), as denoise.py does on the "
+        "This process keeps freed memory for reuse (lightning_modules/inference/allocator.py), as denoise.py does on the "
         "CPU: without it every forward pass page-faults its activations in again. The training rows include it too."
     )
-    ctx.notes.append(f"The default path here: {choose_path('auto', 'auto', 'cpu').describe()} (backend=auto precision=auto).")
+    ctx.notes.append(
+        f"The default path here: {choose_path('auto', 'auto', 'cpu').describe()} (backend=auto precision=auto)."
+    )
     rows = _model_rows(ctx, int(cfg.flop_size))
     data_cfg = cfg.data
     jobs = {
@@ -145,8 +175,14 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     ctx.notes.append("Section durations (s): " + ", ".join(f"{k} {v}" for k, v in durations.items()) + ".")
     title = f"xray-denoise benchmark: {machine['cpu']}, {machine['logical_cores']} cores, {machine['gpu']}"
     console.print(rich_table(rows, targets, title))
-    md, js = write_report(run_dir, machine, rows, targets, ctx.notes,
-                          {"config": OmegaConf.to_container(cfg, resolve=True), "section_seconds": durations})
+    md, js = write_report(
+        run_dir,
+        machine,
+        rows,
+        targets,
+        ctx.notes,
+        {"config": OmegaConf.to_container(cfg, resolve=True), "section_seconds": durations},
+    )
     console.print(f"Written: {md} and {js}")
     return {"rows": rows, "targets": targets, "markdown": md, "json": js, "seconds": durations}
 

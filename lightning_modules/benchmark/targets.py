@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.report import Target
-from lightning_modules.inference_paths import bf16_native
+from lightning_modules.inference.backends import bf16_native
 
 
 def _status(ok: bool) -> str:
@@ -20,11 +20,17 @@ def check_targets(ctx: Context) -> list[Target]:
     targets = []
 
     goal = "faster than ONNX Runtime fp32 end to end on large images"
-    sizes = sorted(k[2] for k in r if isinstance(k, tuple) and k[:2] == ("tiled", "default") and ("tiled", "onnxruntime", k[2]) in r)
+    sizes = sorted(
+        k[2]
+        for k in r
+        if isinstance(k, tuple) and k[:2] == ("tiled", "default") and ("tiled", "onnxruntime", k[2]) in r
+    )
     if sizes:
         size = sizes[-1]
         ratio = r[("tiled", "default", size)]["mpix_per_s"] / r[("tiled", "onnxruntime", size)]["mpix_per_s"]
-        targets.append(Target("denoise.py default vs ONNX Runtime", goal, f"{ratio:.2f}× at {size}²", _status(ratio > 1)))
+        targets.append(
+            Target("denoise.py default vs ONNX Runtime", goal, f"{ratio:.2f}× at {size}²", _status(ratio > 1))
+        )
     else:
         targets.append(_not_run("denoise.py default vs ONNX Runtime", goal))
 
@@ -38,15 +44,29 @@ def check_targets(ctx: Context) -> list[Target]:
     goal = "denoise.py imports no Lightning"
     if "denoise_imports_lightning" in r:
         imports = r["denoise_imports_lightning"]
-        targets.append(Target("no Lightning in denoise.py", goal, "imports Lightning" if imports else "no Lightning", _status(not imports)))
+        targets.append(
+            Target(
+                "no Lightning in denoise.py",
+                goal,
+                "imports Lightning" if imports else "no Lightning",
+                _status(not imports),
+            )
+        )
     else:
         targets.append(_not_run("no Lightning in denoise.py", goal))
 
     goal = "process start to first tile <= 3 s"
     if "first_tile_s" in r:
         seconds = r["first_tile_s"]
-        targets.append(Target("denoise.py starts fast", goal, f"{seconds:.2f} s", _status(seconds <= 3),
-                              "" if seconds <= 3 else "see the import rows: `import torch` alone is the floor"))
+        targets.append(
+            Target(
+                "denoise.py starts fast",
+                goal,
+                f"{seconds:.2f} s",
+                _status(seconds <= 3),
+                "" if seconds <= 3 else "see the import rows: `import torch` alone is the floor",
+            )
+        )
     else:
         targets.append(_not_run("denoise.py starts fast", goal))
 
@@ -70,12 +90,24 @@ def check_targets(ctx: Context) -> list[Target]:
     if big:
         peak = r[("tiled", "default", big[-1])]["peak_mb"]
         note = "" if big[-1] >= 8192 else f"largest size run was {big[-1]}²"
-        targets.append(Target("8192² memory", goal, f"{peak / 1000:.2f} GB at {big[-1]}²", _status(peak <= 2000) if big[-1] >= 8192 else "n/a", note))
+        targets.append(
+            Target(
+                "8192² memory",
+                goal,
+                f"{peak / 1000:.2f} GB at {big[-1]}²",
+                _status(peak <= 2000) if big[-1] >= 8192 else "n/a",
+                note,
+            )
+        )
     else:
         targets.append(_not_run("8192² memory", goal))
 
     goal = ">= 1000 Mpix/s bf16 inference on an H100-class GPU"
-    gpu = [rate for k, rate in r.items() if isinstance(k, tuple) and k[0] == "gpu" and k[1] in ("bf16", "default", "compile")]
+    gpu = [
+        rate
+        for k, rate in r.items()
+        if isinstance(k, tuple) and k[0] == "gpu" and k[1] in ("bf16", "default", "compile")
+    ]
     if gpu:
         best = max(gpu)
         targets.append(Target("GPU throughput", goal, f"{best:.0f} Mpix/s", _status(best >= 1000)))
@@ -83,9 +115,13 @@ def check_targets(ctx: Context) -> list[Target]:
         targets.append(_not_run("GPU throughput", goal, "no GPU on this machine"))
 
     precision = "bf16-mixed" if bf16_native("cpu") else "32-true"
-    targets.append(Target(
-        "CPU training default", "bf16-mixed + channels_last where its val PSNR after a fixed budget matches fp32",
-        f"trainer=cpu picks {precision} here", "n/a",
-        "chosen at run time by native-bf16 detection; the quality comparison needs a bf16-capable CPU (not part of this run)",
-    ))
+    targets.append(
+        Target(
+            "CPU training default",
+            "bf16-mixed + channels_last where its val PSNR after a fixed budget matches fp32",
+            f"trainer=cpu picks {precision} here",
+            "n/a",
+            "chosen at run time by native-bf16 detection; the quality comparison needs a bf16-capable CPU (not part of this run)",
+        )
+    )
     return targets

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.report import Row
-from lightning_modules.inference_paths import bf16_native
+from lightning_modules.inference.backends import bf16_native
 
 # variant: (bf16 autocast / bf16-mixed, channels_last)
 VARIANTS = {"fp32": (False, False), "channels_last": (False, True), "bf16": (True, True)}
@@ -33,7 +33,7 @@ def _shape(cfg: Any, bf16: bool) -> tuple[int, int, int, int]:
 
 def raw_loop(batch: int, patch: int, warmup: int, steps: int, bf16: bool, channels_last: bool) -> float:
     """Seconds per step of a plain loop: forward, L1, backward, Adam, on one fixed batch."""
-    from lightning_modules.model import DenoisingUnet
+    from lightning_modules.nets.unet import DenoisingUnet
 
     torch.manual_seed(0)
     net = DenoisingUnet(residual=True).train()
@@ -55,15 +55,22 @@ def raw_loop(batch: int, patch: int, warmup: int, steps: int, bf16: bool, channe
 
 
 def lightning_loop(
-    data_cfg: DictConfig, batch: int, patch: int, warmup: int, steps: int, bf16: bool, channels_last: bool,
-    log_dir: Path, log_every_n_steps: int,
+    data_cfg: DictConfig,
+    batch: int,
+    patch: int,
+    warmup: int,
+    steps: int,
+    bf16: bool,
+    channels_last: bool,
+    log_dir: Path,
+    log_every_n_steps: int,
 ) -> float:
     """Seconds per step of ``Trainer.fit`` (data loading, noise simulation, logging included),
     measured between the ends of training batches ``warmup`` and ``warmup + steps``."""
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from lightning_modules.denoiser import LitDenoiser
+    from lightning_modules.training.module import LitDenoiser
 
     class StepTimes(L.Callback):
         def __init__(self) -> None:
@@ -77,14 +84,24 @@ def lightning_loop(
     datamodule = instantiate(data_cfg, batch_size=batch, patch_size=patch)
     timer = StepTimes()
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision="bf16-mixed" if bf16 else "32-true", max_steps=warmup + steps,
-        limit_val_batches=0, num_sanity_val_steps=0, logger=TensorBoardLogger(str(log_dir), name="", version=""),
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        log_every_n_steps=log_every_n_steps, callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+        precision="bf16-mixed" if bf16 else "32-true",
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(str(log_dir), name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=log_every_n_steps,
+        callbacks=[timer],
     )
     trainer.fit(model, datamodule=datamodule)
     if len(timer.ends) < warmup + steps or warmup < 1:
-        raise RuntimeError(f"training stopped after {len(timer.ends)} steps; need warm-up >= 1 and {warmup + steps} steps")
+        raise RuntimeError(
+            f"training stopped after {len(timer.ends)} steps; need warm-up >= 1 and {warmup + steps} steps"
+        )
     return (timer.ends[warmup + steps - 1] - timer.ends[warmup - 1]) / steps
 
 
@@ -103,19 +120,50 @@ def run_training(ctx: Context, cfg: Any, data_cfg: DictConfig) -> list[Row]:
         raw_s = raw_loop(batch, patch, warmup, steps, bf16, channels_last)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            lit_s = lightning_loop(data_cfg, batch, patch, warmup, steps, bf16, channels_last,
-                                   ctx.run_dir / "training_logs" / variant, int(cfg.log_every_n_steps))
+            lit_s = lightning_loop(
+                data_cfg,
+                batch,
+                patch,
+                warmup,
+                steps,
+                bf16,
+                channels_last,
+                ctx.run_dir / "training_logs" / variant,
+                int(cfg.log_every_n_steps),
+            )
         ratio = raw_s / lit_s
         size = f"{batch}×{patch}²"
         emulated = "; bf16 emulated: smaller batch" if bf16 and not bf16_native("cpu") else ""
-        ctx.results[("training", variant)] = {"raw_mpix_per_s": mpix / raw_s, "lightning_mpix_per_s": mpix / lit_s,
-                                              "ratio": ratio, "lightning_samples_per_s": batch / lit_s}
-        rows.append(Row("training", f"raw loop, {variant}", size, mpix / raw_s, "Mpix/s",
-                        ctx.pct_of_ceiling(mpix / raw_s, "cpu", bf16, training=True), None,
-                        f"{batch / raw_s:.1f} samples/s, {raw_s:.2f} s/step{emulated}"))
-        rows.append(Row("training", f"Lightning loop, {variant}", size, mpix / lit_s, "Mpix/s",
-                        ctx.pct_of_ceiling(mpix / lit_s, "cpu", bf16, training=True), None,
-                        f"{batch / lit_s:.1f} samples/s, {lit_s:.2f} s/step, {100 * ratio:.0f} % of the raw loop{emulated}"))
+        ctx.results[("training", variant)] = {
+            "raw_mpix_per_s": mpix / raw_s,
+            "lightning_mpix_per_s": mpix / lit_s,
+            "ratio": ratio,
+            "lightning_samples_per_s": batch / lit_s,
+        }
+        rows.append(
+            Row(
+                "training",
+                f"raw loop, {variant}",
+                size,
+                mpix / raw_s,
+                "Mpix/s",
+                ctx.pct_of_ceiling(mpix / raw_s, "cpu", bf16, training=True),
+                None,
+                f"{batch / raw_s:.1f} samples/s, {raw_s:.2f} s/step{emulated}",
+            )
+        )
+        rows.append(
+            Row(
+                "training",
+                f"Lightning loop, {variant}",
+                size,
+                mpix / lit_s,
+                "Mpix/s",
+                ctx.pct_of_ceiling(mpix / lit_s, "cpu", bf16, training=True),
+                None,
+                f"{batch / lit_s:.1f} samples/s, {lit_s:.2f} s/step, {100 * ratio:.0f} % of the raw loop{emulated}",
+            )
+        )
     return rows
 
 
@@ -127,6 +175,15 @@ def run_loader(ctx: Context, cfg: Any, data_cfg: DictConfig) -> list[Row]:
     result = loader_throughput(datamodule, int(cfg.batches), int(cfg.warmup_batches))
     ctx.results["loader_mpix_per_s"] = result["mpix_per_s"]
     workers = OmegaConf.select(data_cfg, "num_workers")
-    return [Row("loader", f"{OmegaConf.select(data_cfg, '_target_').rsplit('.', 1)[-1]}, num_workers={workers}",
-                f"{cfg.batch_size}×{cfg.patch_size}²", result["mpix_per_s"], "Mpix/s", None, None,
-                f"{result['patches_per_s']:.0f} patches/s over {result['batches']} batches")]
+    return [
+        Row(
+            "loader",
+            f"{OmegaConf.select(data_cfg, '_target_').rsplit('.', 1)[-1]}, num_workers={workers}",
+            f"{cfg.batch_size}×{cfg.patch_size}²",
+            result["mpix_per_s"],
+            "Mpix/s",
+            None,
+            None,
+            f"{result['patches_per_s']:.0f} patches/s over {result['batches']} batches",
+        )
+    ]

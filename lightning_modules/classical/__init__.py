@@ -1,0 +1,1 @@
+"""Classical baselines (non-local means, BM3D) after a variance-stabilising transform."""

@@ -1,0 +1,144 @@
+"""Evaluating a network on a split: denoised images, per-image metrics (CSV), a summary (JSON), and
+``evaluate(cfg)``, the ``scripts/test.py`` logic (rebuild a run's data, load a checkpoint, evaluate)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.io.atomic import atomic_write_csv, atomic_write_text
+from datamodules.io.images import read_image, write_image
+from lightning_modules.inference.backends import pick_device
+from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.nets.checkpoints import load_network
+from lightning_modules.nets.forward import run_network
+from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
+from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
+
+COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
+
+
+@torch.no_grad()
+def evaluate_dataset(
+    net: torch.nn.Module,
+    dataset: Dataset,
+    device: torch.device | str = "cpu",
+    image_dir: str | Path | None = None,
+    bf16: bool = False,
+) -> list[dict[str, Any]]:
+    """Denoise every sample of ``dataset`` (full images); return one metrics row per image.
+
+    With ``image_dir`` the denoised images are written there under their own file names, in the
+    format and bit depth of the input image (DICOM keeps its tags).
+    """
+    device = torch.device(device)
+    net = net.to(device).eval()
+    rows = []
+    for batch in DataLoader(dataset, batch_size=1, shuffle=False):
+        low, high = batch["low"].to(device), batch["high"].to(device)
+        pred = run_network(net, low, bf16).clamp(0.0, 1.0)
+        model, noisy = image_metrics(pred, high), image_metrics(low, high)
+        name = batch["name"][0]
+        row: dict[str, Any] = {"file": name}
+        row.update({f"{m}_noisy": float(noisy[m][0]) for m in METRIC_NAMES})
+        row.update({m: float(model[m][0]) for m in METRIC_NAMES})
+        rows.append(row)
+        if image_dir is not None:
+            _, info = read_image(batch["source"][0])  # format, bit depth, polarity and tags of the input
+            write_image(Path(image_dir) / name, pred[0, 0].cpu().numpy(), info)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation of each metric column over the images."""
+    summary = {}
+    for column in COLUMNS[1:]:
+        values = [row[column] for row in rows]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        summary[column] = {"mean": mean, "std": std}
+    return summary
+
+
+def write_results(results_dir: str | Path, rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``metrics.csv`` (one row per image) and ``summary.json`` (means, stds and ``info``)."""
+    results_dir = Path(results_dir)
+    atomic_write_csv(results_dir / "metrics.csv", rows, COLUMNS)
+    summary = {**info, "images": len(rows), "metrics": summarise(rows)}
+    atomic_write_text(results_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def metrics_table(means: dict[str, float], title: str = "Test split") -> rich.table.Table:  # noqa: F821
+    """A rich table with rows ``noisy input`` / ``model`` and columns PSNR / SSIM / MSE."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    table.add_column("MSE", justify="right")
+    for label, suffix in (("noisy input", "_noisy"), ("model", "")):
+        table.add_row(
+            label,
+            f"{means[f'psnr{suffix}']:.2f}",
+            f"{means[f'ssim{suffix}']:.4f}",
+            f"{means[f'mse{suffix}']:.3e}",
+        )
+    return table
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt`` of ``cfg.run`` (default: the latest run) on ``cfg.split``; return the summary."""
+    if str(cfg.precision) not in ("32", "bf16"):
+        raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
+    ckpt_path, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
+    if run_dir is None:
+        raise FileNotFoundError(
+            f"ckpt={cfg.ckpt}: not inside a training run folder, so its data config is unknown; pass run=<run folder>"
+        )
+    run_cfg = load_run_config(run_dir)
+    if cfg.get("data_root") is not None:
+        run_cfg.data.root = str(cfg.data_root)
+    datamodule = instantiate(run_cfg.data)
+    dataset = datamodule.dataset(cfg.split)
+
+    net, hparams = load_network(ckpt_path)
+    device = pick_device(str(cfg.device))
+    if hparams.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
+    if cfg.get("results_dir"):
+        results_dir = Path(cfg.results_dir)
+    elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
+        results_dir = Path(cfg.paths.output_dir) / "results"
+    else:
+        results_dir = run_dir / "results"
+    rows = evaluate_dataset(
+        with_tta(net, cfg.get("tta")),
+        dataset,
+        device=device,
+        image_dir=results_dir / "images" if cfg.write_images else None,
+        bf16=str(cfg.precision) == "bf16",
+    )
+    info = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "run": str(Path(run_dir).resolve()),
+        "split": cfg.split,
+        "data_root": str(datamodule.root),
+        "precision": str(cfg.precision),
+        "tta": cfg.get("tta") or False,
+        "data_range": 1.0,
+    }
+    summary = write_results(results_dir, rows, info)
+    means = {k: v["mean"] for k, v in summary["metrics"].items()}
+    Console().print(metrics_table(means, title=f"{cfg.split} split, {len(rows)} images, {Path(ckpt_path).name}"))
+    Console().print(f"results: {results_dir}")
+    return summary

@@ -1,0 +1,1 @@
+"""The network, its inference-only twin, losses, metrics and checkpoint files (no Lightning)."""

@@ -1,0 +1,87 @@
+"""The denoising network: ``smp.Unet`` with a ResNet encoder, for any input size."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from lightning_modules.nets.forward import forward_padded
+
+
+class DenoisingUnet(nn.Module):
+    """Greyscale-in, greyscale-out ``smp.Unet`` that accepts images of any height and width.
+
+    Inputs are padded (edge replication) at the bottom/right to a multiple of ``2**encoder_depth``
+    and the output is cropped back, so the output always has the input's size.
+
+    Args:
+        encoder_name: any smp encoder, ``"resnet18"`` by default.
+        encoder_weights: ``None`` (random init, no download) or the name of pretrained weights such
+            as ``"imagenet"``, which smp downloads on first use.
+        residual: predict the correction and add it to the input (residual learning).
+        decoder_attention_type: ``None`` or ``"scse"``.
+        decoder_channels: widths of the five decoder stages.
+        encoder_depth: number of encoder stages (the padding multiple is ``2**encoder_depth``).
+        norm: ``"batch"`` (smp's default) or ``"group"``: every BatchNorm becomes a GroupNorm of
+            8 groups, which has no running statistics, so patches and full images are normalised alike.
+
+    Shapes: (B, 1, H, W) → (B, 1, H, W), intensities in [0, 1] (not clamped).
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        encoder_weights: str | None = None,
+        residual: bool = False,
+        decoder_attention_type: str | None = None,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        encoder_depth: int = 5,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if norm not in ("batch", "group"):
+            raise ValueError(f"model.norm={norm!r} is unknown; use batch or group")
+        decoder_channels = tuple(int(c) for c in decoder_channels)
+        if len(decoder_channels) != encoder_depth:
+            raise ValueError(
+                f"model.decoder_channels needs {encoder_depth} widths (one per encoder stage), got {decoder_channels}"
+            )
+        self.unet = smp.Unet(
+            encoder_name=encoder_name,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+            decoder_attention_type=decoder_attention_type,
+            in_channels=1,
+            classes=1,
+        )
+        if norm == "group":
+            _batch_to_group_norm(self.unet)
+        self.residual = residual
+        self.multiple = 2**encoder_depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = forward_padded(self.unet, x, self.multiple)
+        return out + x if self.residual else out
+
+
+def network_defaults() -> dict[str, Any]:
+    """:class:`DenoisingUnet`'s arguments with their default values (tuples as lists)."""
+    parameters = inspect.signature(DenoisingUnet.__init__).parameters.values()
+    return {
+        p.name: list(p.default) if isinstance(p.default, tuple) else p.default for p in parameters if p.name != "self"
+    }
+
+
+def _batch_to_group_norm(module: nn.Module, groups: int = 8) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            channels = child.num_features
+            setattr(module, name, nn.GroupNorm(groups if channels % groups == 0 else 1, channels))
+        else:
+            _batch_to_group_norm(child, groups)

@@ -1,0 +1,327 @@
+"""``report(cfg)``: the ``scripts/report.py`` logic. A model report, or with ``sweep=`` a sweep summary.
+
+A model report evaluates a checkpoint, the noisy input and classical baselines on the same images at
+every dose and writes into ``out_dir``: ``metrics.csv`` (per image, dose and method),
+``reference.csv`` (the noisy input on the finer reference dose grid), ``summary.json`` (means, std,
+95 % CIs, dose-reduction factors, provenance), ``report.md`` / ``report.html`` and ``figures/*.png``.
+Imports no Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from datamodules.io.atomic import atomic_write_csv, atomic_write_text, ensure_writable_dir
+from datamodules.io.pairing import DatasetLayoutError, find_pairs
+from datamodules.noise import check_dose
+from datamodules.splits import eval_seed
+from lightning_modules.classical.baselines import LABELS, select_baselines
+from lightning_modules.classical.stabilisers import fit_affine_degradation
+from lightning_modules.inference.backends import pick_device
+from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.nets.checkpoints import load_network
+from lightning_modules.nets.metrics import METRIC_NAMES
+from lightning_modules.report.document import checkpoint_info, software_versions, write_document
+from lightning_modules.report.figures import Curve, PanelCase, plot_dose_curves, plot_panels
+from lightning_modules.report.inputs import (
+    EvalImage,
+    data_root,
+    describe_run_data,
+    noise_model,
+    resolve_inputs,
+    split_images,
+    subset,
+)
+from lightning_modules.report.markdown import TITLES, render_report
+from lightning_modules.report.stats import CI_METHOD, equivalent_dose
+from lightning_modules.report.study import PAIRED, Condition, DoseStudy, StudyResult
+from lightning_modules.report.summary import (
+    dose_key,
+    dose_reduction,
+    paired_differences,
+    reference_curve,
+    summarise_reference,
+    summarise_rows,
+)
+from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
+
+ROW_COLUMNS = ["file", "dose", "method", *METRIC_NAMES]
+REFERENCE_COLUMNS = ["file", "dose", *METRIC_NAMES]
+AFFINE_FIT_PAIRS = 200  # pairs read to fit the intensity correction of real pairs
+
+
+def report(cfg: DictConfig) -> dict[str, Any]:
+    """``sweep=<multirun folder>``: the sweep summary; otherwise the report of ``ckpt`` (of ``run``)."""
+    if cfg.get("sweep"):
+        from lightning_modules.report.sweep import summarise_sweep
+
+        return summarise_sweep(cfg.sweep, output_dir(cfg), html=bool(cfg.html))
+    return model_report(cfg)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """``out_dir``, else this command's Hydra folder (``logs/report/runs/<time>``)."""
+    return ensure_writable_dir(cfg.out_dir if cfg.get("out_dir") else cfg.paths.output_dir, "out_dir")
+
+
+def reference_doses(doses: list[float], requested: Any) -> list[float]:
+    """The study doses plus the requested reference doses, or by default powers of two from just
+    below the lowest dose up to 8 (the physical model simulates any dose, above full dose too)."""
+    if requested is None:
+        low = math.floor(math.log2(min(doses)))
+        extra = [2.0**k for k in range(low, 4)]
+    else:
+        extra = [check_dose(float(d), "reference_doses") for d in requested]
+    return sorted(set(doses) | set(extra))
+
+
+def check_report_config(cfg: DictConfig) -> None:
+    if str(cfg.precision) not in ("32", "bf16"):
+        raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
+    if cfg.split not in ("train", "val", "test"):
+        raise ValueError(f"split={cfg.split!r} is unknown; use train, val or test")
+    if cfg.max_images is not None and int(cfg.max_images) < 1:
+        raise ValueError(f"max_images must be >= 1 (or null for all), got {cfg.max_images}")
+    if not cfg.doses:
+        raise ValueError("doses: give at least one dose, e.g. doses=[1.0,0.5,0.25,0.1,0.05]")
+    for dose in cfg.doses:
+        if not isinstance(dose, (int, float)):
+            raise ValueError(f"doses: {dose!r} is not a number")
+        check_dose(float(dose), "doses")
+
+
+def model_report(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate, summarise and write the report of one checkpoint; returns the summary."""
+    started, created = time.perf_counter(), datetime.now().astimezone().isoformat(timespec="seconds")
+    check_report_config(cfg)
+    ckpt_path, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
+    if run_dir is None:
+        raise FileNotFoundError(
+            f"ckpt={cfg.ckpt}: not inside a training run folder, so its data config is unknown; pass run=<run folder>"
+        )
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise FileNotFoundError(f"ckpt={cfg.ckpt}: {run_dir} has no {RUN_CONFIG}, so its data config is unknown")
+    run_cfg = load_run_config(run_dir)
+    run_data = run_cfg.data
+    root = data_root(run_data, cfg.get("data_root"))
+    all_images = split_images(run_data, root, cfg.split)
+    images = subset(all_images, cfg.max_images)
+    inputs = resolve_inputs(str(cfg.inputs), run_data)
+    baselines, notes = select_baselines([str(b) for b in cfg.baselines])
+    out_dir = output_dir(cfg)
+
+    net, hparams = load_network(ckpt_path)
+    net = with_tta(net, cfg.get("tta"))
+    device = pick_device(str(cfg.device))
+    common = {
+        "device": device,
+        "bf16": str(cfg.precision) == "bf16",
+        "channels_last": bool(hparams.get("channels_last")),
+    }
+    study, extra = build_study(cfg, inputs, run_data, root, images, net, baselines, common)
+
+    result = _run(study, images, bool(cfg.progress))
+    summary = build_summary(study, result, inputs, baselines, notes)
+    summary.update(extra)
+    summary.update(
+        {
+            "title": f"{run_dir.name} / {Path(ckpt_path).name}",
+            "run": str(run_dir.resolve()),
+            "checkpoint": checkpoint_info(ckpt_path),
+            "run_data": describe_run_data(run_data),
+            "data_root": str(root),
+            "split": str(cfg.split),
+            "split_images": len(all_images),
+            "files": [image.name for image in images],
+            "precision": str(cfg.precision),
+            "tta": cfg.get("tta") or False,
+            "device": str(device),
+            "versions": software_versions(),
+            "created": created,
+        }
+    )
+    figures = write_figures(study, images, result, summary, out_dir / "figures")
+    summary["seconds"] = time.perf_counter() - started
+    summary["figures"] = figures
+    write_tables(out_dir, result)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    run_yaml = (run_dir / RUN_CONFIG).read_text(encoding="utf-8")
+    report_yaml = OmegaConf.to_yaml(
+        {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("hydra", "paths")}
+    )
+    markdown = render_report(summary, figures, run_yaml, report_yaml)
+    written = write_document(
+        markdown, out_dir / "report.md", f"Evaluation report: {summary['title']}", html=bool(cfg.html)
+    )
+    _print_summary(summary, written)
+    return summary
+
+
+def build_study(
+    cfg: DictConfig,
+    inputs: str,
+    run_data: DictConfig,
+    root: Path,
+    images: list[EvalImage],
+    net: Any,
+    baselines: list[str],
+    common: dict[str, Any],
+) -> tuple[DoseStudy, dict[str, Any]]:
+    """The study of simulated doses or of real pairs, and what the report says about its inputs."""
+    if inputs == "paired":
+        if any(image.low is None for image in images):
+            raise FileNotFoundError(f"inputs=paired: {root / cfg.split} has no high/ and low/ folders of real pairs")
+        try:
+            fit_pairs = find_pairs(root / str(cfg.affine_fit_split))
+        except DatasetLayoutError as err:
+            raise DatasetLayoutError(f"affine_fit_split={cfg.affine_fit_split}: {err}") from err
+        correction = fit_affine_degradation([(p.low, p.high) for p in fit_pairs], AFFINE_FIT_PAIRS)
+        fit = {
+            "split": str(cfg.affine_fit_split),
+            "pairs": min(len(fit_pairs), AFFINE_FIT_PAIRS),
+            "gain": correction.gain,
+            "offset": correction.offset,
+            "noise": correction.noise,
+        }
+        return DoseStudy(net, baselines, paired_stabiliser=correction, **common), {"affine_fit": fit}
+    noise = noise_model(cfg.get("noise"), run_data)
+    seed = eval_seed(cfg.seed if cfg.get("seed") is not None else run_data.get("seed", 1234), str(cfg.split))
+    doses = [float(d) for d in cfg.doses]
+    study = DoseStudy(net, baselines, doses, noise, seed, reference_doses(doses, cfg.get("reference_doses")), **common)
+    return study, {"noise": repr(noise), "seed": seed, "reference_doses": study.reference_doses}
+
+
+def _run(study: DoseStudy, images: list[EvalImage], progress: bool) -> StudyResult:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task(f"images × {len(study.conditions)} doses × {len(study.methods)} methods", total=len(images))
+        return study.run(images, on_image=lambda _: bar.advance(task))
+
+
+def build_summary(
+    study: DoseStudy, result: StudyResult, inputs: str, baselines: list[str], notes: list[str]
+) -> dict[str, Any]:
+    """Every number of the report: means/CIs per dose and method, differences, dose reduction, timing."""
+    metrics = summarise_rows(result.rows)
+    summary: dict[str, Any] = {
+        "inputs": inputs,
+        "dose_keys": [dose_key(c) for c in study.conditions],
+        "methods": study.methods,
+        "baselines": baselines,
+        "transform": study.stabiliser(study.conditions[0]).describe() if baselines else "",
+        "images": len({row["file"] for row in result.rows}),
+        "data_range": 1.0,
+        "ci_method": CI_METHOD,
+        "metrics": metrics,
+        "differences": paired_differences(result.rows, ["noisy", *baselines]),
+        "seconds_per_image": {m: result.seconds[m] / result.calls[m] for m in study.methods if result.calls.get(m)},
+        "notes": notes,
+    }
+    if result.reference:
+        reference = summarise_reference(result.reference)
+        summary["reference"] = reference
+        summary["dose_reduction"] = {
+            "method": "equal mean metric of the noisy input, linear in log(dose) between reference doses",
+            "psnr": dose_reduction(metrics, reference, "psnr"),
+            "ssim": dose_reduction(metrics, reference, "ssim"),
+        }
+    return summary
+
+
+def write_tables(out_dir: Path, result: StudyResult) -> None:
+    atomic_write_csv(out_dir / "metrics.csv", result.rows, ROW_COLUMNS)
+    if result.reference:
+        atomic_write_csv(out_dir / "reference.csv", result.reference, REFERENCE_COLUMNS)
+
+
+def write_figures(
+    study: DoseStudy, images: list[EvalImage], result: StudyResult, summary: dict[str, Any], folder: Path
+) -> dict[str, str]:
+    """Dose curves (simulated inputs) and example panels; returns paths relative to the report."""
+    figures: dict[str, str] = {}
+    if "reference" in summary:
+        plot_dose_curves(*_curve_data(summary), folder / "curves.png", title=summary["title"])
+        figures["curves"] = "figures/curves.png"
+    by_name = {image.name: image for image in images}
+    for condition in study.conditions:
+        key = dose_key(condition)
+        cases = panel_cases(study, by_name, result.rows, condition)
+        name = f"panels_{'paired' if condition == PAIRED else 'dose_' + key}.png"
+        heading = "real pairs" if condition == PAIRED else f"dose {key}"
+        plot_panels(cases, study.methods, folder / name, title=f"{heading}: best, median and worst image by model PSNR")
+        figures[f"panels {key}"] = f"figures/{name}"
+    return figures
+
+
+def _curve_data(summary: dict[str, Any]):
+    curves: dict[str, dict[str, Curve]] = {}
+    doses = sorted(float(d) for d in summary["dose_keys"])
+    for metric in ("psnr", "ssim"):
+        curves[metric] = {}
+        for method in summary["methods"]:
+            stats = [summary["metrics"][f"{d:g}"][method][metric] for d in doses]
+            curves[metric][method] = Curve(
+                doses, [s["mean"] for s in stats], [s["ci95"][0] for s in stats], [s["ci95"][1] for s in stats]
+            )
+    reference = {m: reference_curve(summary["reference"], m) for m in ("psnr", "ssim")}
+    ref_doses, ref_values = reference["psnr"]
+    equivalents = {d: equivalent_dose(ref_doses, ref_values, c) for d, c in zip(doses, curves["psnr"]["model"].mean)}
+    return curves, reference, equivalents
+
+
+def panel_cases(
+    study: DoseStudy, by_name: dict[str, EvalImage], rows: list[dict[str, Any]], condition: Condition
+) -> list[PanelCase]:
+    """Best, median and worst image by model PSNR at ``condition``, recomputed (same seeds, same output)."""
+    model_rows = sorted((r for r in rows if r["dose"] == condition and r["method"] == "model"), key=lambda r: r["psnr"])
+    picks: dict[str, list[str]] = {}
+    for label, row in (
+        ("best", model_rows[-1]),
+        ("median", model_rows[len(model_rows) // 2]),
+        ("worst", model_rows[0]),
+    ):
+        picks.setdefault(row["file"], []).append(label)
+    cases = []
+    for name, labels in picks.items():
+        clean, outputs = study.evaluate_image(by_name[name], [condition])
+        metrics = {r["method"]: r for r in rows if r["dose"] == condition and r["file"] == name}
+        cases.append(PanelCase(" = ".join(labels), name, clean, outputs[condition], metrics))
+    return cases
+
+
+def _print_summary(summary: dict[str, Any], written: list[Path]) -> None:
+    console = Console()
+    table = Table(title=f"{TITLES['psnr']} / SSIM, mean over {summary['images']} images ({summary['title']})")
+    table.add_column("method")
+    for key in summary["dose_keys"]:
+        table.add_column(key, justify="right")
+    for method in summary["methods"]:
+        table.add_row(
+            LABELS.get(method, method),
+            *(
+                f"{summary['metrics'][k][method]['psnr']['mean']:.2f} / {summary['metrics'][k][method]['ssim']['mean']:.3f}"
+                for k in summary["dose_keys"]
+            ),
+        )
+    console.print(table)
+    for row in (summary.get("dose_reduction") or {}).get("psnr", []):
+        console.print(f"dose {row['dose']:g}: model PSNR {row['value']:.2f} dB = noisy input at dose {row['text']}")
+    for note in summary["notes"]:
+        console.print(f"[yellow]{note}[/yellow]")
+    console.print(f"report: {written[0]}  ({summary['seconds']:.0f} s)")

@@ -1,0 +1,77 @@
+"""What every entry point shares with Hydra: the config resolvers, and a callback that records each
+job's outcome in its folder, so a failed sweep job shows as failed.
+
+Hydra re-raises a failed job's exception only at the end of the whole sweep and writes nothing into the
+job's folder; ``job_status.json`` (status, error, traceback) fills that gap for ``scripts/report.py sweep=``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.io.atomic import atomic_write_text
+from lightning_modules.runs.ranks import is_rank_zero
+
+STATUS_FILE = "job_status.json"
+
+
+def best_cpu_precision() -> str:
+    """``"bf16-mixed"`` where the CPU runs bf16 natively (oneDNN says so), else ``"32-true"``."""
+    from lightning_modules.inference.backends import bf16_native
+
+    return "bf16-mixed" if bf16_native("cpu") else "32-true"
+
+
+# Most file systems refuse names over 255 bytes; a multirun job folder named after many overrides
+# would fail to be created.
+MAX_JOB_DIRNAME = 160
+
+
+def job_dirname(num: int, overrides: str) -> str:
+    """``<num>_<overrides>`` for a multirun job folder, shortened with a hash when too long."""
+    name = f"{num}_{overrides}" if overrides else str(num)
+    if len(name.encode()) <= MAX_JOB_DIRNAME:
+        return name
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return f"{name.encode()[: MAX_JOB_DIRNAME - 10].decode(errors='ignore')}_{digest}"
+
+
+def register_resolvers() -> None:
+    """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``) and ``${job_dirname:...}``
+    (``conf/hydra/default.yaml``)."""
+    if not OmegaConf.has_resolver("best_cpu_precision"):
+        OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
+    if not OmegaConf.has_resolver("job_dirname"):
+        OmegaConf.register_new_resolver("job_dirname", job_dirname)
+
+
+class JobStatusRecorder(Callback):
+    """Writes ``<job folder>/job_status.json``: ``{"status": "COMPLETED"|"FAILED", "error", "traceback", ...}``."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not is_rank_zero():  # extra DDP ranks run the job too; rank 0 speaks for it
+            return
+        record: dict[str, Any] = {
+            "status": job_return.status.name,
+            "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "overrides": list(job_return.overrides or []),
+        }
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value  # .return_value would re-raise it
+            record["error"] = f"{type(error).__name__}: {error}"
+            record["traceback"] = "".join(traceback.format_exception(error))
+        try:
+            folder = Path(config.hydra.runtime.output_dir)
+            atomic_write_text(folder / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+        except Exception as err:  # noqa: BLE001 - a status file must never break the job itself
+            warnings.warn(f"could not write {STATUS_FILE}: {err}", stacklevel=1)

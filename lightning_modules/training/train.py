@@ -1,0 +1,157 @@
+"""``train(cfg)``: build data, model, callbacks, loggers and trainer from a composed config, fit, test."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+
+from datamodules.io.atomic import ensure_writable_dir
+from lightning_modules.inference.evaluate import metrics_table
+from lightning_modules.nets.checkpoints import load_weights_into
+from lightning_modules.runs.config import check_train_config, save_run_config
+from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
+from lightning_modules.runs.ranks import is_rank_zero
+from lightning_modules.runs.records import mark_completed, start_attempt
+from lightning_modules.runs.resume import checkpoint_progress, find_resumable
+from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
+from lightning_modules.training.faults import AtomicCheckpointIO
+from lightning_modules.training.module import LitDenoiser
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "_target_":
+                    walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    for group in ("data", "model", "loss", "optim"):
+        walk(group, container.get(group, {}))
+    flat["seed"] = container.get("seed")
+    flat["trainer.max_epochs"] = container["trainer"].get("max_epochs")
+    flat["trainer.precision"] = str(container["trainer"].get("precision"))
+    return flat
+
+
+def _resume_if_unfinished(cfg: DictConfig) -> dict[str, Any] | None:
+    """With ``resume=auto``, point ``cfg`` at the unfinished run of the same command (if any)."""
+    if cfg.get("ckpt_path"):
+        return None  # an explicit checkpoint wins
+    run_dir = find_resumable(cfg)
+    if run_dir is None:
+        return None
+    last = run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]
+    progress = checkpoint_progress(last)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.ckpt_path = str(last)
+    print(  # plain print: a wrapped path would be hard to copy
+        f"resume=auto: continuing {run_dir} from epoch {progress['epoch']}, step {progress['global_step']} "
+        "(resume=never starts a new run)",
+        file=sys.stderr,
+    )
+    return {"checkpoint": str(last), **progress}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and, with ``cfg.test``, test the best checkpoint); return the final metrics as floats.
+
+    The run folder ``cfg.paths.output_dir`` receives ``run_config.yaml`` (the resolved config that
+    ``scripts/test.py`` rebuilds from), ``run_info.json`` (fingerprints, versions, attempts),
+    ``checkpoints/{best,last}.ckpt``, ``checkpoints/best_model.pth`` and the TensorBoard events.
+    With ``resume=auto`` an unfinished run of the same command continues in its own folder.
+    """
+    check_train_config(cfg)
+    check_distributed_launch(cfg)
+    resumed_from = _resume_if_unfinished(cfg)
+    output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # finds every file and checks pairs now, before any training
+    model = LitDenoiser(
+        **OmegaConf.to_container(cfg.model, resolve=True),
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+    )
+    if cfg.get("init_weights") and not cfg.get("ckpt_path"):  # a resumed run has its own weights
+        source, _ = resolve_checkpoint(str(cfg.init_weights), None, cfg.paths.log_dir)
+        load_weights_into(model.net, source, OmegaConf.to_container(cfg.model, resolve=True), "init_weights")
+    if is_rank_zero():  # with DDP every rank runs this function; one writes the records
+        save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
+        start_attempt(output_dir, cfg, datamodule.root, resumed_from=resumed_from)
+
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    for logger in loggers:
+        logger.log_hyperparams(_flat_hparams(cfg))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    distributed = trainer.world_size > 1
+    if distributed:
+        finish_process_group()
+    if not trainer.interrupted and trainer.is_global_zero:
+        mark_completed(output_dir)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test") and trainer.is_global_zero:
+        ckpt = best_checkpoint(trainer)
+        # A distributed test would pad the split with repeated images (DistributedSampler); rank 0
+        # tests every image exactly once on one device instead.
+        if distributed:
+            if ckpt:
+                model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+            results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
+        else:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+        metrics.update(test_metrics)
+        if test_metrics:
+            means = {k.removeprefix("test/"): v for k, v in test_metrics.items()}
+            title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
+            Console().print(metrics_table(means, title=title))
+    return metrics
+
+
+def best_checkpoint(trainer: L.Trainer, monitor: str = "val/psnr") -> str | None:
+    """The best checkpoint file of the ModelCheckpoint that monitors ``monitor`` (whatever the order
+    of the callbacks); ``None`` when there is none on disk."""
+    for callback in trainer.checkpoint_callbacks:
+        best = getattr(callback, "best_model_path", "")
+        if getattr(callback, "monitor", None) == monitor and best and Path(best).is_file():
+            return best
+    return None
+
+
+def _single_device_trainer(cfg: DictConfig, loggers: list[Any]) -> L.Trainer:
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        callbacks=[],
+        logger=loggers or False,
+        enable_progress_bar=False,
+    )
