@@ -11,7 +11,8 @@ register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="denoise")
 def main(cfg: DictConfig) -> None:
-    denoise(cfg)
+    if denoise(cfg)["failed"]:
+        raise SystemExit(1)  # every readable image is written; failed.txt lists the others
 
 
 if __name__ == "__main__":

@@ -12,13 +12,23 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from datamodules.io.atomic import ensure_writable_dir
-from datamodules.io.images import ImageInfo, is_image_file, read_image, write_image
+from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
+from datamodules.io.images import ImageInfo, ImageReadError, is_image_file, read_image, write_image
 from datamodules.io.pairing import list_images
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.tiling import count_tiles, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
+
+FAILED_LIST = "failed.txt"  # beside the outputs: the inputs that could not be read, and why
+
+
+def write_failures(path: Path, failed: list[tuple[Path, str]]) -> None:
+    """List ``failed`` inputs in ``path`` (one ``file<TAB>reason`` a line); remove a stale list when none failed."""
+    if failed:
+        atomic_write_text(path, "".join(f"{source}\t{reason}\n" for source, reason in failed))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def find_inputs(spec: str) -> list[Path]:
@@ -42,21 +52,61 @@ def output_path(source: Path, output_dir: Path, jpeg_as_png: bool) -> Path:
     return output_dir / source.name
 
 
+def plan_outputs(inputs: list[Path], output_dir: Path, jpeg_as_png: bool) -> list[tuple[Path, Path]]:
+    """``(input, output)`` for every input; never an output that is an input, never two inputs on one output.
+
+    Inputs whose outputs would collide (``scan.jpg`` and ``scan.png`` both giving ``scan.png``) keep
+    their extension in the name instead: ``scan_jpg.png`` and ``scan_png.png``. An output folder
+    that holds any input file is refused (raising ``ValueError``): denoising must never write over
+    the originals, whatever ``overwrite`` says.
+    """
+    resolved_inputs = {p.resolve() for p in inputs}
+    out_resolved = output_dir.resolve()
+    clashing = [p for p in inputs if p.resolve().parent == out_resolved]
+    if clashing:
+        raise ValueError(
+            f"output={output_dir}: this folder holds the input images (e.g. {clashing[0].name}); "
+            "denoising never writes over its inputs, choose another output folder"
+        )
+    first = {p: output_path(p, output_dir, jpeg_as_png) for p in inputs}
+    counts: dict[Path, int] = {}
+    for target in first.values():
+        counts[target] = counts.get(target, 0) + 1
+    jobs = []
+    for source, target in first.items():
+        if counts[target] > 1:
+            extension = source.suffix.lstrip(".").lower() or "noext"
+            target = target.with_name(f"{source.stem}_{extension}{target.suffix}")
+        if target.resolve() in resolved_inputs:
+            raise ValueError(f"output={output_dir}: {target} is an input image; choose another output folder")
+        jobs.append((source, target))
+    targets = [t for _, t in jobs]
+    if len(set(targets)) != len(targets):
+        duplicates = sorted({t.name for t in targets if targets.count(t) > 1})
+        raise ValueError(f"output={output_dir}: several inputs would be written to {', '.join(duplicates)}")
+    return jobs
+
+
 def denoise(cfg: DictConfig) -> dict[str, Any]:
-    """Denoise every input image into ``cfg.output``; return counts and throughput."""
+    """Denoise every input image into ``cfg.output``; return counts and throughput.
+
+    An unreadable input is skipped and listed in ``failed.txt`` beside the outputs (the summary counts
+    it, ``scripts/denoise.py`` exits 1); a rerun retries exactly the inputs without an output.
+    """
     device = pick_device(str(cfg.device))
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     inputs = find_inputs(str(cfg.input))
+    jobs = plan_outputs(inputs, Path(cfg.output).expanduser(), bool(cfg.jpeg_as_png))  # refused before any write
     checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
     output_dir = ensure_writable_dir(Path(cfg.output).expanduser(), "output")
     net, path = load_predictor(checkpoint, device, path, batch_size=cfg.batch_size)
     net = with_tta(net, cfg.get("tta"))
 
-    jobs = [(src, output_path(src, output_dir, cfg.jpeg_as_png)) for src in inputs]
     todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]
     skipped = len(jobs) - len(todo)
     console = Console(stderr=True)
     start, pixels = time.perf_counter(), 0
+    failed: list[tuple[Path, str]] = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -67,7 +117,12 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     ) as progress:
         files_task = progress.add_task("images", total=len(todo))
         for source, target in todo:
-            image, info = read_image(source)
+            try:
+                image, info = read_image(source)
+            except (ImageReadError, OSError) as err:  # one bad file must not stop the batch
+                failed.append((source, str(err)))
+                progress.advance(files_task)
+                continue
             height, width = image.shape
             tiles_task = progress.add_task(f"  {source.name}", total=count_tiles(height, width, cfg.tile, cfg.overlap))
             result = sliding_window(
@@ -88,15 +143,17 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             progress.remove_task(tiles_task)
             progress.advance(files_task)
     seconds = time.perf_counter() - start
+    write_failures(output_dir / FAILED_LIST, failed)
     summary = {
-        "images": len(todo),
+        "images": len(todo) - len(failed),
+        "failed": len(failed),
         "skipped": skipped,
         "mpix": pixels / 1e6,
         "seconds": seconds,
         "mpix_per_s": pixels / 1e6 / seconds if seconds > 0 else 0.0,
     }
     console.print(
-        f"{summary['images']} images ({skipped} already done), {summary['mpix']:.2f} Mpix, "
+        f"{summary['images']} images ({skipped} already done, {len(failed)} failed), {summary['mpix']:.2f} Mpix, "
         f"{seconds:.1f} s, {summary['mpix_per_s']:.2f} Mpix/s -> {output_dir}"
     )
     return summary
