@@ -127,9 +127,7 @@ class GaussianNoiseModel:
     def simulate(
         self, clean: torch.Tensor, dose: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        if not dose > 0:
-            raise ValueError(f"dose must be > 0, got {dose}")
-        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
+        noise = _standard_normal(clean, dose, generator)
         out = clean + self.sigma / math.sqrt(dose) * noise
         return out.clamp_(0.0, 1.0) if self.clip else out
 
@@ -179,9 +177,7 @@ class AffineGaussianNoiseModel:
         self, clean: torch.Tensor, dose: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Degrade ``clean`` (any shape, values in [0, 1]); ``generator`` fixes the noise."""
-        if not dose > 0:
-            raise ValueError(f"dose must be > 0, got {dose}")
-        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
+        noise = _standard_normal(clean, dose, generator)
         sigma = self.sigma / math.sqrt(dose)
         noisy = (self.gain * clean + self.offset + sigma * noise).clamp_(0.0, 1.0)
         if self.quantize_bits is not None:
@@ -194,6 +190,13 @@ class AffineGaussianNoiseModel:
             f"{type(self).__name__}(gain={self.gain:.4g}, offset={self.offset:.4g}, "
             f"sigma={self.sigma:.4g}, quantize_bits={self.quantize_bits})"
         )
+
+
+def _standard_normal(clean: torch.Tensor, dose: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Unit white Gaussian noise shaped like ``clean``, after checking the dose is positive."""
+    if not dose > 0:
+        raise ValueError(f"dose must be > 0, got {dose}")
+    return torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
 
 
 DoseSpec = float | tuple[float, float] | list[float]
