@@ -26,9 +26,9 @@ def hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
 
 
 def clean_split(root: Path, split: str, val_fraction: float, test_fraction: float) -> list[Path]:
-    """The clean images of ``split``: ``root/split/`` when ``root`` has split folders, else the files
-    of the flat folder ``root`` whose name hashes into ``split`` (:func:`hash_split`)."""
-    if (root / "train").is_dir():
+    """The clean images of ``split``: ``root/split/`` when it exists (or ``root`` has split folders),
+    else the files of the flat folder ``root`` whose name hashes into ``split`` (:func:`hash_split`)."""
+    if (root / split).is_dir() or (root / "train").is_dir():
         return find_clean_images(root / split)
     images = find_clean_images(root)
     chosen = [p for p in images if hash_split(p.name, val_fraction, test_fraction) == split]
