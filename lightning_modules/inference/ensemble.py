@@ -50,9 +50,9 @@ class SelfEnsemble(nn.Module):
 
 
 def with_tta(net: nn.Module, tta: int | bool | None) -> nn.Module:
-    """``tta`` from a config: false/0/1 = the network alone, 4 or 8 = :class:`SelfEnsemble`."""
+    """``tta`` from a config: false/0/1 = the network alone, true or 4 = the 4 flips, 8 = flips and transposes."""
+    if tta is True:  # checked first: True == 1 in Python
+        tta = 4  # the flips: rotations by 90° cost the shipped model PSNR (docs/model_card.md)
     if tta in (None, False, 0, 1):
         return net
-    if tta is True:
-        tta = 4  # the flips: rotations by 90° cost the shipped model PSNR (docs/model_card.md)
     return SelfEnsemble(net, int(tta))
