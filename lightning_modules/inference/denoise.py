@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,7 @@ def plan_outputs(inputs: list[Path], output_dir: Path, jpeg_as_png: bool) -> lis
             "denoising never writes over its inputs, choose another output folder"
         )
     first = {p: output_path(p, output_dir, jpeg_as_png) for p in inputs}
-    counts: dict[Path, int] = {}
-    for target in first.values():
-        counts[target] = counts.get(target, 0) + 1
+    counts = Counter(first.values())
     jobs = []
     for source, target in first.items():
         if counts[target] > 1:
@@ -80,9 +79,9 @@ def plan_outputs(inputs: list[Path], output_dir: Path, jpeg_as_png: bool) -> lis
         if target.resolve() in resolved_inputs:
             raise ValueError(f"output={output_dir}: {target} is an input image; choose another output folder")
         jobs.append((source, target))
-    targets = [t for _, t in jobs]
-    if len(set(targets)) != len(targets):
-        duplicates = sorted({t.name for t in targets if targets.count(t) > 1})
+    shared = [target for target, count in Counter(t for _, t in jobs).items() if count > 1]
+    if shared:
+        duplicates = sorted(t.name for t in shared)
         raise ValueError(f"output={output_dir}: several inputs would be written to {', '.join(duplicates)}")
     return jobs
 
@@ -96,9 +95,10 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     inputs = find_inputs(str(cfg.input))
-    jobs = plan_outputs(inputs, Path(cfg.output).expanduser(), bool(cfg.jpeg_as_png))  # refused before any write
+    output_dir = Path(cfg.output).expanduser()
+    jobs = plan_outputs(inputs, output_dir, bool(cfg.jpeg_as_png))  # refused before anything is written
     checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
-    output_dir = ensure_writable_dir(Path(cfg.output).expanduser(), "output")
+    ensure_writable_dir(output_dir, "output")
     net, path = load_predictor(checkpoint, device, path, batch_size=cfg.batch_size)
     net = with_tta(net, cfg.get("tta"))
 

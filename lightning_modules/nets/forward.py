@@ -23,8 +23,7 @@ def forward_padded(core: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     height, width = x.shape[-2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-    out = core(padded)
-    return out if out.shape[-2:] == (height, width) else out[..., :height, :width]
+    return core(padded)[..., :height, :width]
 
 
 def run_network(
