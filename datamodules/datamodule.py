@@ -66,6 +66,10 @@ class _DenoisingDataModule(L.LightningDataModule):
     def _build(self, split: str, train: bool) -> Dataset:
         raise NotImplementedError
 
+    def image_files(self, split: str) -> list[Path]:
+        """Every image file ``split`` reads (for the pre-flight decode)."""
+        return self._files(split)
+
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` (built once); training samples are patches, the others full images."""
         if split not in SPLITS:
@@ -128,6 +132,9 @@ class PairedDataModule(_DenoisingDataModule):
 
     def _files(self, split: str) -> list[Path]:
         return [pair.high for pair in self.pairs(split)]
+
+    def image_files(self, split: str) -> list[Path]:
+        return [path for pair in self.pairs(split) for path in (pair.low, pair.high)]
 
     def _build(self, split: str, train: bool) -> Dataset:
         return PairedImageDataset(

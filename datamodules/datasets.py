@@ -77,6 +77,10 @@ class PairedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs) * self.patches_per_image
 
+    def source(self, index: int) -> str:
+        """The low-dose file of sample ``index`` (named when the sample cannot be loaded)."""
+        return str(self.pairs[index // self.patches_per_image].low)
+
     def __getitem__(self, index: int) -> Sample:
         pair = self.pairs[index // self.patches_per_image]
         low, high = self._cache.load(pair.low), self._cache.load(pair.high)
@@ -124,6 +128,10 @@ class SimulatedPairDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.images) * self.patches_per_image
+
+    def source(self, index: int) -> str:
+        """The clean file of sample ``index`` (named when the sample cannot be loaded)."""
+        return str(self.images[index // self.patches_per_image])
 
     def __getitem__(self, index: int) -> Sample:
         image_index = index // self.patches_per_image

@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.export import export
 from lightning_modules.runs.hydra import register_resolvers
 
@@ -10,6 +11,7 @@ register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

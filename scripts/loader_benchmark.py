@@ -5,12 +5,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from datamodules.throughput import loader_throughput
+from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="loader_benchmark")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     result = loader_throughput(instantiate(cfg.data), cfg.batches, cfg.warmup_batches)
     print(

@@ -4,14 +4,17 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_modules.report.report import report
+from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
-    report(cfg)
+    if report(cfg).get("failed"):
+        raise SystemExit(1)  # the report covers the readable images; failed.txt lists the others
 
 
 if __name__ == "__main__":

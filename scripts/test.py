@@ -4,14 +4,17 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_modules.inference.evaluate import evaluate
+from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="test")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    if evaluate(cfg)["failed"]:
+        raise SystemExit(1)  # the other images are evaluated; failed.txt lists the unreadable ones
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 from lightning_modules.training.train import train
 
@@ -10,6 +11,7 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@one_line_errors
 def main(cfg: DictConfig) -> float | None:
     return train(cfg).get(cfg.get("optimized_metric", "val/psnr_best"))
 

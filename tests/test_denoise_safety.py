@@ -12,7 +12,8 @@ import pytest
 from conftest import compose_config
 
 from datamodules.io.images import ImageInfo, read_image, write_image
-from lightning_modules.inference.denoise import FAILED_LIST, denoise, plan_outputs
+from lightning_modules.inference.denoise import denoise, plan_outputs
+from lightning_modules.inference.failures import FAILED_LIST
 
 REPO = Path(__file__).resolve().parents[1]
 

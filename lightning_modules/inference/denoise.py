@@ -13,23 +13,15 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
+from datamodules.io.atomic import ensure_writable_dir
 from datamodules.io.images import ImageInfo, ImageReadError, is_image_file, read_image, write_image
 from datamodules.io.pairing import list_images
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.inference.failures import write_failures
 from lightning_modules.inference.tiling import count_tiles, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
-
-FAILED_LIST = "failed.txt"  # beside the outputs: the inputs that could not be read, and why
-
-
-def write_failures(path: Path, failed: list[tuple[Path, str]]) -> None:
-    """List ``failed`` inputs in ``path`` (one ``file<TAB>reason`` a line); remove a stale list when none failed."""
-    if failed:
-        atomic_write_text(path, "".join(f"{source}\t{reason}\n" for source, reason in failed))
-    else:
-        path.unlink(missing_ok=True)
+from lightning_modules.runs.schema import DENOISE_KEYS, check_types
 
 
 def find_inputs(spec: str) -> list[Path]:
@@ -92,6 +84,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     An unreadable input is skipped and listed in ``failed.txt`` beside the outputs (the summary counts
     it, ``scripts/denoise.py`` exits 1); a rerun retries exactly the inputs without an output.
     """
+    check_types(cfg, DENOISE_KEYS)
     device = pick_device(str(cfg.device))
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     inputs = find_inputs(str(cfg.input))
@@ -143,7 +136,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             progress.remove_task(tiles_task)
             progress.advance(files_task)
     seconds = time.perf_counter() - start
-    write_failures(output_dir / FAILED_LIST, failed)
+    write_failures(output_dir, failed)
     summary = {
         "images": len(todo) - len(failed),
         "failed": len(failed),

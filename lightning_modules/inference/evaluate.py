@@ -12,16 +12,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text
-from datamodules.io.images import read_image, write_image
+from datamodules.io.images import ImageReadError, read_image, write_image
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
+from lightning_modules.runs.schema import TEST_KEYS, check_types
 
 COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
 
@@ -33,27 +35,41 @@ def evaluate_dataset(
     device: torch.device | str = "cpu",
     image_dir: str | Path | None = None,
     bf16: bool = False,
+    failed: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Denoise every sample of ``dataset`` (full images); return one metrics row per image.
 
     With ``image_dir`` the denoised images are written there under their own file names, in the
-    format and bit depth of the input image (DICOM keeps its tags).
+    format and bit depth of the input image (DICOM keeps its tags). An image that cannot be read
+    (or whose result cannot be written) is appended to ``failed`` as ``(file, reason)`` and the others
+    go on; without a ``failed`` list the first such error is raised.
     """
     device = torch.device(device)
     net = net.to(device).eval()
     rows = []
-    for batch in DataLoader(dataset, batch_size=1, shuffle=False):
-        low, high = batch["low"].to(device), batch["high"].to(device)
+    for index in range(len(dataset)):
+        try:
+            sample = dataset[index]
+        except ImageReadError as err:
+            if failed is None:
+                raise
+            failed.append((getattr(dataset, "source", str)(index), str(err)))
+            continue
+        low, high = sample["low"][None].to(device), sample["high"][None].to(device)
         pred = run_network(net, low, bf16).clamp(0.0, 1.0)
         model, noisy = image_metrics(pred, high), image_metrics(low, high)
-        name = batch["name"][0]
-        row: dict[str, Any] = {"file": name}
+        row: dict[str, Any] = {"file": sample["name"]}
         row.update({f"{m}_noisy": float(noisy[m][0]) for m in METRIC_NAMES})
         row.update({m: float(model[m][0]) for m in METRIC_NAMES})
         rows.append(row)
         if image_dir is not None:
-            _, info = read_image(batch["source"][0])  # format, bit depth, polarity and tags of the input
-            write_image(Path(image_dir) / name, pred[0, 0].cpu().numpy(), info)
+            try:
+                _, info = read_image(sample["source"])  # format, bit depth, polarity and tags of the input
+                write_image(Path(image_dir) / sample["name"], pred[0, 0].cpu().numpy(), info)
+            except (OSError, ValueError) as err:
+                if failed is None:
+                    raise
+                failed.append((sample["source"], f"result not written: {err}"))
     return rows
 
 
@@ -98,6 +114,7 @@ def metrics_table(means: dict[str, float], title: str = "Test split") -> rich.ta
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` of ``cfg.run`` (default: the latest run) on ``cfg.split``; return the summary."""
+    check_types(cfg, TEST_KEYS)
     if str(cfg.precision) not in ("32", "bf16"):
         raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
     ckpt_path, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
@@ -121,13 +138,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results_dir = Path(cfg.paths.output_dir) / "results"
     else:
         results_dir = run_dir / "results"
+    failed: list[tuple[str, str]] = []
     rows = evaluate_dataset(
         with_tta(net, cfg.get("tta")),
         dataset,
         device=device,
         image_dir=results_dir / "images" if cfg.write_images else None,
         bf16=str(cfg.precision) == "bf16",
+        failed=failed,
     )
+    write_failures(results_dir, failed)
+    if not rows:
+        raise ImageReadError(
+            f"split={cfg.split}: none of the {len(dataset)} images could be read; see {results_dir / FAILED_LIST}"
+        )
     info = {
         "checkpoint": str(Path(ckpt_path).resolve()),
         "run": str(Path(run_dir).resolve()),
@@ -136,9 +160,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.precision),
         "tta": cfg.get("tta") or False,
         "data_range": 1.0,
+        "failed": [{"file": str(source), "reason": reason} for source, reason in failed],
     }
     summary = write_results(results_dir, rows, info)
     means = {k: v["mean"] for k, v in summary["metrics"].items()}
-    Console().print(metrics_table(means, title=f"{cfg.split} split, {len(rows)} images, {Path(ckpt_path).name}"))
+    title = f"{cfg.split} split, {len(rows)} images, {Path(ckpt_path).name}"
+    if failed:
+        title += f" ({len(failed)} failed, not in the means: {results_dir / FAILED_LIST})"
+    Console().print(metrics_table(means, title=title))
     Console().print(f"results: {results_dir}")
     return summary

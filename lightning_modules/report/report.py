@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text, ensure_writable_dir
+from datamodules.io.images import ImageReadError
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import check_dose
 from datamodules.splits import eval_seed
@@ -29,6 +30,7 @@ from lightning_modules.classical.baselines import LABELS, select_baselines
 from lightning_modules.classical.stabilisers import fit_affine_degradation
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.metrics import METRIC_NAMES
 from lightning_modules.report.document import checkpoint_info, software_versions, write_document
@@ -54,6 +56,7 @@ from lightning_modules.report.summary import (
     summarise_rows,
 )
 from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
+from lightning_modules.runs.schema import REPORT_KEYS, check_types
 
 ROW_COLUMNS = ["file", "dose", "method", *METRIC_NAMES]
 REFERENCE_COLUMNS = ["file", "dose", *METRIC_NAMES]
@@ -62,6 +65,7 @@ AFFINE_FIT_PAIRS = 200  # pairs read to fit the intensity correction of real pai
 
 def report(cfg: DictConfig) -> dict[str, Any]:
     """``sweep=<multirun folder>``: the sweep summary; otherwise the report of ``ckpt`` (of ``run``)."""
+    check_types(cfg, REPORT_KEYS)
     if cfg.get("sweep"):
         from lightning_modules.report.sweep import summarise_sweep
 
@@ -131,6 +135,13 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     study, extra = build_study(cfg, inputs, run_data, root, images, net, baselines, common)
 
     result = _run(study, images, bool(cfg.progress))
+    write_failures(out_dir, result.failed)
+    if result.failed:
+        if not result.rows:
+            raise ImageReadError(f"none of the {len(images)} images could be read; see {out_dir / FAILED_LIST}")
+        bad = {source for source, _ in result.failed}
+        images = [image for image in images if str(image.clean) not in bad]
+        notes.append(f"{len(result.failed)} image(s) could not be read and are left out: see {FAILED_LIST}.")
     summary = build_summary(study, result, inputs, baselines, notes)
     summary.update(extra)
     summary.update(
@@ -143,6 +154,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
             "split": str(cfg.split),
             "split_images": len(all_images),
             "files": [image.name for image in images],
+            "failed": [{"file": source, "reason": reason} for source, reason in result.failed],
             "precision": str(cfg.precision),
             "tta": cfg.get("tta") or False,
             "device": str(device),

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from datamodules.io.images import ImageReadError
 from lightning_modules.classical.baselines import apply_baseline
 from lightning_modules.classical.stabilisers import Stabiliser, stabiliser_for
 from lightning_modules.nets.forward import run_network
@@ -34,6 +35,7 @@ class StudyResult:
     reference: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # total seconds per method
     calls: dict[str, int] = field(default_factory=dict)  # images processed per method
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): images that could not be read
 
     def add_time(self, method: str, seconds: float, images: int) -> None:
         self.seconds[method] = self.seconds.get(method, 0.0) + seconds
@@ -133,12 +135,19 @@ class DoseStudy:
         ]
 
     def run(self, images: Sequence[EvalImage], on_image: Callable[[EvalImage], None] | None = None) -> StudyResult:
-        """Evaluate every image at every condition; ``on_image`` is called after each image."""
+        """Evaluate every image at every condition; ``on_image`` is called after each image.
+
+        An image whose files cannot be read is listed in ``StudyResult.failed`` and left out.
+        """
         result = StudyResult()
         for image in images:
-            clean, outputs = self.evaluate_image(image, result=result)
-            result.rows.extend(metric_rows(image.name, clean, outputs, self.methods))
-            result.reference.extend(self.reference_rows(image, clean))
+            try:
+                clean, outputs = self.evaluate_image(image, result=result)
+            except ImageReadError as err:  # one bad file must not cost the report of all the others
+                result.failed.append((str(image.clean), str(err)))
+            else:
+                result.rows.extend(metric_rows(image.name, clean, outputs, self.methods))
+                result.reference.extend(self.reference_rows(image, clean))
             if on_image is not None:
                 on_image(image)
         return result

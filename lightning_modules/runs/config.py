@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
 from lightning_modules.nets.losses import LOSSES
+from lightning_modules.runs.schema import TRAIN_KEYS, check_types
 from lightning_modules.training.optim import check_optim_config
 
 
@@ -22,6 +23,7 @@ def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
 
 def check_train_config(cfg: DictConfig) -> None:
     """Fail fast, naming the key, on values that would only break later (after minutes of work)."""
+    check_types(cfg, TRAIN_KEYS)
     check_optim_config(OmegaConf.to_container(cfg.optim, resolve=True))
     _positive(cfg, "data.batch_size")
     _positive(cfg, "data.patch_size", allow_none=True)

@@ -25,7 +25,7 @@ RUN_INFO = "run_info.json"
 REPO_DIR = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "segmentation-models-pytorch", "numpy")
 # Keys that say where a run writes or whether it resumes, not what it trains.
-NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path")
+NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
 
 
 def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -> str:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from datamodules.io.atomic import ensure_writable_dir
+from datamodules.preflight import decode_all
 from lightning_modules.inference.evaluate import metrics_table
 from lightning_modules.nets.checkpoints import load_weights_into
 from lightning_modules.runs.config import check_train_config, save_run_config
@@ -86,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")  # finds every file and checks pairs now, before any training
+    check_data_before_training(cfg, datamodule)
     model = LitDenoiser(
         **OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
@@ -132,6 +133,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
             title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
             Console().print(metrics_table(means, title=title))
     return metrics
+
+
+def check_data_before_training(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """List and pair every split the run uses (the test split too when ``cfg.test``), then decode each
+    image once (``cfg.preflight``), so a missing partner or a bad file stops the run before its first step."""
+    datamodule.setup("fit")
+    splits = ["train", "val"] + (["test"] if cfg.get("test") else [])
+    for split in splits:
+        datamodule.dataset(split)
+    preflight = cfg.get("preflight") or {}
+    if not preflight.get("decode", True):
+        return
+    files = [path for split in splits for path in datamodule.image_files(split)]
+    cache = preflight.get("cache_file")
+    result = decode_all(files, cache_file=cache, workers=preflight.get("workers"))
+    print(result.summary(), file=sys.stderr)
 
 
 def best_checkpoint(trainer: L.Trainer, monitor: str = "val/psnr") -> str | None:
