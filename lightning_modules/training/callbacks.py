@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
@@ -51,6 +52,16 @@ class ValidationImageGrid(L.Callback):
                 logger.experiment.add_image("val/low_denoised_high", grid, global_step=trainer.global_step)
 
 
+def averaged_network(trainer: L.Trainer, pl_module: L.LightningModule) -> torch.nn.Module:
+    """The network that validation just scored: the averaged copy when a weight-averaging callback
+    (``callbacks=ema``) runs, since it has already swapped the raw weights back by ``on_validation_end``."""
+    for callback in trainer.callbacks:
+        average = getattr(callback, "_average_model", None)  # Lightning's WeightAveraging keeps it here
+        if isinstance(callback, WeightAveraging) and average is not None:
+            return average.module.net
+    return pl_module.net
+
+
 class BestWeightsExport(L.Callback):
     """Keeps the network weights of the best validation score at one stable path.
 
@@ -73,7 +84,7 @@ class BestWeightsExport(L.Callback):
         if trainer.is_global_zero:
             save_weights(
                 self.path,
-                pl_module.net,
+                averaged_network(trainer, pl_module),
                 dict(pl_module.hparams),
                 extra={"epoch": trainer.current_epoch, "global_step": trainer.global_step, self.monitor: self.best},
             )
