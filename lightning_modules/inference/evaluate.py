@@ -22,6 +22,7 @@ from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
+from lightning_modules.selfsup.intensity import MAP_KEY, fit_intensity_map, intensity_source, with_intensity_map
 
 COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
 
@@ -106,15 +107,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"ckpt={cfg.ckpt}: not inside a training run folder, so its data config is unknown; pass run=<run folder>"
         )
     run_cfg = load_run_config(run_dir)
+    data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data  # data=<kind>: other data than the run's
     if cfg.get("data_root") is not None:
-        run_cfg.data.root = str(cfg.data_root)
-    datamodule = instantiate(run_cfg.data)
+        data_cfg.root = str(cfg.data_root)
+    datamodule = instantiate(data_cfg)
+    if not getattr(datamodule, "has_targets", True):
+        raise ValueError(
+            f"{data_cfg._target_.rsplit('.', 1)[-1]} has no full-dose images to score against; evaluate on pairs: "
+            "scripts/test.py ckpt=... data=pairs data.root=<folder with {train,val,test}/{high,low}/>"
+        )
     dataset = datamodule.dataset(cfg.split)
 
     net, hparams = load_network(ckpt_path)
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
+    net, intensity = _intensity_map(net, hparams, cfg, datamodule, device)
     if cfg.get("results_dir"):
         results_dir = Path(cfg.results_dir)
     elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
@@ -136,9 +144,29 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.precision),
         "tta": cfg.get("tta") or False,
         "data_range": 1.0,
+        "intensity_map": intensity,
     }
     summary = write_results(results_dir, rows, info)
     means = {k: v["mean"] for k, v in summary["metrics"].items()}
     Console().print(metrics_table(means, title=f"{cfg.split} split, {len(rows)} images, {Path(ckpt_path).name}"))
+    if intensity:
+        Console().print(
+            f"intensity map: {intensity['gain']:.4f} · output + {intensity['offset']:.4f} ({intensity['split']})"
+        )
     Console().print(f"results: {results_dir}")
     return summary
+
+
+def _intensity_map(
+    net: torch.nn.Module, hparams: dict[str, Any], cfg: DictConfig, datamodule: Any, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """``net`` with the intensity map ``cfg.intensity`` asks for (a self-supervised model returns
+    low-dose intensities), and that map as plain values (``None`` when there is none)."""
+    source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
+    if source is None:
+        return net, None
+    if source == "checkpoint":
+        stored = dict(hparams[MAP_KEY])
+    else:
+        stored = fit_intensity_map(net, datamodule.dataset(source), source, device, str(cfg.precision) == "bf16")
+    return with_intensity_map(net, stored), stored

@@ -83,3 +83,36 @@ def fit_intensity_map(
         raise ValueError(f"the {split} split is empty: no pairs to fit the intensity map on")
     gain, offset = fit_affine(total)
     return {"gain": gain, "offset": offset, "split": split, "images": images}
+
+
+INTENSITY_CHOICES = ("auto", "none", "val", "train")
+
+
+def is_self_supervised(hparams: dict[str, Any]) -> bool:
+    """Whether a checkpoint's hyper-parameters say it was trained by a self-supervised method."""
+    training = hparams.get("training") or {}
+    return str(training.get("method", "supervised")) != "supervised"
+
+
+def intensity_source(hparams: dict[str, Any], choice: str, evaluated_split: str) -> str | None:
+    """Where the map applied when evaluating ``evaluated_split`` comes from: ``"checkpoint"``, the split
+    to fit it on (``"val"``/``"train"``; never ``"test"``, never the evaluated split), or ``None``.
+
+    ``auto``: the checkpoint's map if it has one; else, for a self-supervised checkpoint, a map fitted
+    on ``val`` (``train`` when evaluating ``val``); a supervised model needs none.
+    """
+    if choice not in INTENSITY_CHOICES:
+        raise ValueError(f"intensity={choice!r} is unknown; use one of {', '.join(INTENSITY_CHOICES)}")
+    if choice == "none":
+        return None
+    if choice in ("val", "train"):
+        if choice == evaluated_split:
+            raise ValueError(
+                f"intensity={choice}: the map would be fitted on the split it is evaluated on; use the other one"
+            )
+        return choice
+    if hparams.get(MAP_KEY):
+        return "checkpoint"
+    if is_self_supervised(hparams):
+        return "train" if evaluated_split == "val" else "val"
+    return None
