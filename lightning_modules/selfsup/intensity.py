@@ -101,6 +101,8 @@ def intensity_source(hparams: dict[str, Any], choice: str, evaluated_split: str)
     ``auto``: the checkpoint's map if it has one; else, for a self-supervised checkpoint, a map fitted
     on ``val`` (``train`` when evaluating ``val``); a supervised model needs none.
     """
+    if choice == "test":
+        raise ValueError("intensity=test: the map is never fitted on the test split; use val or train")
     if choice not in INTENSITY_CHOICES:
         raise ValueError(f"intensity={choice!r} is unknown; use one of {', '.join(INTENSITY_CHOICES)}")
     if choice == "none":
