@@ -77,6 +77,10 @@ class _DenoisingDataModule(L.LightningDataModule):
             self._datasets[split] = self._build(split, train=split == "train")
         return self._datasets[split]
 
+    def full_images(self, split: str) -> Dataset:
+        """Every image of ``split`` whole and unaugmented, even for ``train`` (e.g. to calibrate on)."""
+        return self._build(split, train=False)
+
     def _check_patch_size(self) -> None:
         if self.patch_size is None:
             return

@@ -305,7 +305,9 @@ def test_noisy_data_errors_name_the_folder_or_file(tmp_path):
 
 def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     """The issue's Done-means, in process: train on low-dose images alone, evaluate against pairs."""
+    from lightning_modules.inference.backends import choose_path, load_predictor
     from lightning_modules.inference.evaluate import evaluate
+    from lightning_modules.nets.checkpoints import load_network
 
     pairs = make_paired_dataset(tmp_path / "pairs", {"train": 8, "val": 2, "test": 2})
     run_dir = tmp_path / "logs" / "train" / "runs" / "run1"
@@ -329,14 +331,25 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     hparams = checkpoint["hyper_parameters"]
     assert hparams["training"]["method"] == "neighbor2neighbor" and hparams["intensity_map"] is None
     assert any(c.startswith("ModelCheckpoint{'monitor': 'val/ssl_loss'") for c in checkpoint["callbacks"])
-    test_cfg = compose_config(
-        "test", [f"paths.log_dir={tmp_path / 'logs'}", "ckpt=best", "data=pairs", f"data.root={pairs}", "device=cpu"]
-    )
-    summary = evaluate(test_cfg)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    test_args = [f"paths.log_dir={tmp_path / 'logs'}", "ckpt=best", "data=pairs", f"data.root={pairs}", "device=cpu"]
+    summary = evaluate(compose_config("test", test_args))
     assert summary["images"] == 2 and summary["intensity_map"]["split"] == "val"
     assert np.isfinite(summary["metrics"]["psnr"]["mean"])
     saved = json.loads((run_dir / "results" / "summary.json").read_text())
     assert saved["intensity_map"]["gain"] == pytest.approx(summary["intensity_map"]["gain"])
+    assert torch.load(best, weights_only=True)["hyper_parameters"]["intensity_map"] is None  # test.py only reads
+
+    # A few pairs calibrate the deployed model: save_intensity=true stores the fitted map, denoise applies it.
+    evaluate(compose_config("test", [*test_args, "intensity=train", "save_intensity=true", "write_images=false"]))
+    stored = torch.load(best, weights_only=True)["hyper_parameters"]["intensity_map"]
+    assert stored["split"] == "train" and stored["images"] == 8
+    predictor, _ = load_predictor(best, "cpu", choose_path("torch", "32", "cpu"))
+    raw, _ = load_network(best)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = stored["gain"] * raw(x).clamp(0, 1) + stored["offset"]
+        assert torch.allclose(predictor(x), expected, atol=1e-5)
 
 
 @pytest.mark.e2e

@@ -22,7 +22,13 @@ from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
-from lightning_modules.selfsup.intensity import MAP_KEY, fit_intensity_map, intensity_source, with_intensity_map
+from lightning_modules.selfsup.intensity import (
+    MAP_KEY,
+    fit_intensity_map,
+    intensity_source,
+    store_intensity_map,
+    with_intensity_map,
+)
 
 COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
 
@@ -122,7 +128,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
-    net, intensity = _intensity_map(net, hparams, cfg, datamodule, device)
+    source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
+    net, intensity = _intensity_map(net, hparams, source, cfg, datamodule, device)
+    if cfg.get("save_intensity") and source in ("val", "train"):
+        if str(cfg.ckpt) == "pretrained":
+            raise ValueError("save_intensity=true: the shipped model is never modified")
+        store_intensity_map(ckpt_path, intensity)  # denoise.py ckpt=... applies it from now on
     if cfg.get("results_dir"):
         results_dir = Path(cfg.results_dir)
     elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
@@ -158,15 +169,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _intensity_map(
-    net: torch.nn.Module, hparams: dict[str, Any], cfg: DictConfig, datamodule: Any, device: torch.device
+    net: torch.nn.Module,
+    hparams: dict[str, Any],
+    source: str | None,
+    cfg: DictConfig,
+    datamodule: Any,
+    device: torch.device,
 ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
-    """``net`` with the intensity map ``cfg.intensity`` asks for (a self-supervised model returns
-    low-dose intensities), and that map as plain values (``None`` when there is none)."""
-    source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
+    """``net`` with the intensity map from ``source`` (:func:`intensity_source`: a self-supervised model
+    returns low-dose intensities), and that map as plain values (``None`` when there is none)."""
     if source is None:
         return net, None
     if source == "checkpoint":
-        stored = dict(hparams[MAP_KEY])
+        stored = hparams[MAP_KEY]
     else:
-        stored = fit_intensity_map(net, datamodule.dataset(source), source, device, str(cfg.precision) == "bf16")
+        stored = fit_intensity_map(net, datamodule.full_images(source), source, device, str(cfg.precision) == "bf16")
     return with_intensity_map(net, stored), stored

@@ -8,12 +8,14 @@ score every image after it in one pass, and several devices can add their sums.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.io.atomic import atomic_write
 from lightning_modules.nets.forward import run_network
 
 MAP_KEY = "intensity_map"  # the checkpoint hyper-parameter holding {"gain", "offset", "split", "images"}
@@ -118,3 +120,15 @@ def intensity_source(hparams: dict[str, Any], choice: str, evaluated_split: str)
     if is_self_supervised(hparams):
         return "train" if evaluated_split == "val" else "val"
     return None
+
+
+def store_intensity_map(path: str | Path, intensity_map: dict[str, Any]) -> Path:
+    """Write ``intensity_map`` into the hyper-parameters of a ``.ckpt`` or ``best_model.pth`` (atomically),
+    so ``denoise.py``, ``export.py`` and later tests apply it; other formats are refused."""
+    path = Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True) if path.suffix != ".safetensors" else {}
+    key = next((k for k in ("hyper_parameters", "hparams") if k in checkpoint), None)
+    if key is None:
+        raise ValueError(f"save_intensity=true: {path} is not a .ckpt or best_model.pth of this project")
+    checkpoint[key][MAP_KEY] = dict(intensity_map)
+    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
