@@ -334,6 +334,12 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
 
     metrics = train(cfg)
     assert np.isfinite(metrics["val/ssl_loss"]) and "val/psnr" not in metrics and np.isfinite(metrics["test/ssl_loss"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert "val/low_denoised_high" in events.Tags()["images"]  # low | denoised, without a clean column
+    assert {"val/ssl_loss", "train/loss_step"} <= set(events.Tags()["scalars"])
     checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)  # plain values only
     hparams = checkpoint["hyper_parameters"]
     assert hparams["training"]["method"] == "neighbor2neighbor" and hparams["intensity_map"] is None
