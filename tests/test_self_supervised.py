@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import compose_config, make_paired_dataset, smooth_image, tiny_train_config
 from hydra.errors import MissingConfigException
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from datamodules.datamodule import NoisyDataModule, SimulatedDataModule
 from datamodules.io.images import ImageInfo, ImageReadError, write_image
@@ -310,6 +310,30 @@ def test_noisy_data_errors_name_the_folder_or_file(tmp_path):
 # --- end to end --------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer here: nothing to log to
+@pytest.mark.parametrize("option", ["neighbor2neighbor", "n2v2_wide", "r2r"])
+def test_module_trains_on_low_images_alone_and_keeps_plain_hyper_parameters(option, tmp_path):
+    from lightning_modules.training.self_supervised import SelfSupervisedDenoiser
+
+    plain = OmegaConf.to_container(compose_config("train", [f"training={option}"]), resolve=False)
+    training = plain["training"]
+    if option == "r2r":
+        training["noise_level"] = {"kind": "constant", "sigma": 0.05, "source": "training.sigma"}
+    module = SelfSupervisedDenoiser(loss=plain["loss"], optim=plain["optim"], training=training, **plain["model"])
+    low = torch.rand(2, 1, 32, 32)
+    loss = module.training_step({"low": low}, 0)  # no "high" anywhere
+    loss.backward()
+    assert torch.isfinite(loss) and module.net.unet.encoder.conv1.weight.grad.abs().sum() > 0
+    torch.save(dict(module.hparams), tmp_path / "hparams.pt")
+    hparams = torch.load(tmp_path / "hparams.pt", weights_only=True)  # plain values only
+    assert hparams["training"]["method"] == training["method"] and hparams["intensity_map"] is None
+    stored = {"gain": 2.0, "offset": -0.1, "split": "val", "images": 3}
+    module.on_load_checkpoint({"hyper_parameters": {**hparams, "intensity_map": stored}})  # as trainer.test does
+    assert module.hparams["intensity_map"] == stored
+    assert torch.allclose(module._mapped(torch.full((1, 1, 2, 2), 0.3)), torch.full((1, 1, 2, 2), 0.5))
+
+
+@pytest.mark.e2e  # 25 s in process on the busy 2-core machine: over the fast tier's 10 s
 def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     """The issue's Done-means, in process: train on low-dose images alone, evaluate against pairs."""
     from lightning_modules.inference.backends import choose_path, load_predictor
@@ -328,12 +352,14 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
             "data.val_fraction=0.25",
             "data.test_fraction=0.25",
             "callbacks.image_grid.num_images=1",
+            "trainer.num_sanity_val_steps=0",
+            "test=false",  # the run's own test on noisy data (loss only) is covered by the e2e test below
         ],
     )
     from lightning_modules.training.train import train
 
     metrics = train(cfg)
-    assert np.isfinite(metrics["val/ssl_loss"]) and "val/psnr" not in metrics and np.isfinite(metrics["test/ssl_loss"])
+    assert np.isfinite(metrics["val/ssl_loss"]) and "val/psnr" not in metrics
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir / "tensorboard"))
@@ -387,6 +413,10 @@ def test_done_means_commands_train_evaluate_and_denoise(tmp_path):
         timeout=300,
     )
     assert train.returncode == 0, (train.stdout + train.stderr)[-3000:]
+    assert "Test split" not in train.stdout  # no clean test images: no table, only test/ssl_loss
+    (run_dir,) = (logs / "train" / "runs").iterdir()
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((run_dir / "job_status.json").read_text())["status"] == "COMPLETED"
     test = subprocess.run(
         [sys.executable, "scripts/test.py", "ckpt=best", "data=pairs", f"data.root={pairs}", f"paths.log_dir={logs}"],
         cwd=REPO,
