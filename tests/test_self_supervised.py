@@ -333,7 +333,7 @@ def test_module_trains_on_low_images_alone_and_keeps_plain_hyper_parameters(opti
     assert torch.allclose(module._mapped(torch.full((1, 1, 2, 2), 0.3)), torch.full((1, 1, 2, 2), 0.5))
 
 
-@pytest.mark.e2e  # 25 s in process on the busy 2-core machine: over the fast tier's 10 s
+@pytest.mark.e2e  # 25-40 s in process on the busy 2-core machine: over the fast tier's 10 s
 def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     """The issue's Done-means, in process: train on low-dose images alone, evaluate against pairs."""
     from lightning_modules.inference.backends import choose_path, load_predictor
@@ -378,6 +378,13 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     saved = json.loads((run_dir / "results" / "summary.json").read_text())
     assert saved["intensity_map"]["gain"] == pytest.approx(summary["intensity_map"]["gain"])
     assert torch.load(best, weights_only=True)["hyper_parameters"]["intensity_map"] is None  # test.py only reads
+
+    from lightning_modules.report.report import report
+
+    report_args = [f"run={run_dir}", "ckpt=best", f"data_root={pairs}", "baselines=[]", f"out_dir={tmp_path / 'r'}"]
+    reported = report(compose_config("report", [*report_args, "progress=false", "device=cpu", "html=false"]))
+    assert reported["inputs"] == "paired" and reported["intensity_map"]["split"] == "train"  # the baselines' split
+    assert "**Intensity map**" in (tmp_path / "r" / "report.md").read_text()
 
     # A few pairs calibrate the deployed model: save_intensity=true stores the fitted map, denoise applies it.
     evaluate(compose_config("test", [*test_args, "intensity=train", "save_intensity=true", "write_images=false"]))
