@@ -89,7 +89,8 @@ def test_blind_spot_input_never_holds_a_hidden_pixels_own_value(hole_radius):
     noisy = torch.rand(2, 1, 24, 24, generator=generator)
     centres = blind_spot_centres(noisy.shape, 8, generator)
     masked, hole = blind_spot_input(noisy, centres, hole_radius, hole_radius + 2)
-    assert hole.sum() == centres.sum() * (2 * hole_radius + 1) ** 2 or hole_radius == 1  # edges clip holes
+    assert torch.all(hole[centres]) and int(hole.sum()) <= int(centres.sum()) * (2 * hole_radius + 1) ** 2
+    assert int(hole.sum()) > int(centres.sum()) * (2 * hole_radius + 1) ** 2 * 0.7  # only image edges clip holes
     changed = noisy.clone()
     changed[hole] = torch.rand(int(hole.sum()), generator=generator) * 10  # any other values in the holes
     masked_changed, _ = blind_spot_input(changed, centres, hole_radius, hole_radius + 2)
