@@ -13,6 +13,7 @@ from datamodules.datasets import PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose
+from datamodules.noisy import NoisyImageDataset, noisy_split
 from datamodules.splits import clean_split, eval_seed
 
 SPLITS = ("train", "val", "test")
@@ -20,6 +21,8 @@ SPLITS = ("train", "val", "test")
 
 class _DenoisingDataModule(L.LightningDataModule):
     """Shared loader logic; subclasses say which files make each split and how a dataset is built."""
+
+    has_targets = True  # samples carry a clean "high" image (False: noisy images alone)
 
     def __init__(
         self,
@@ -77,6 +80,10 @@ class _DenoisingDataModule(L.LightningDataModule):
         if split not in self._datasets:
             self._datasets[split] = self._build(split, train=split == "train")
         return self._datasets[split]
+
+    def full_images(self, split: str) -> Dataset:
+        """Every image of ``split`` whole and unaugmented, even for ``train`` (e.g. to calibrate on)."""
+        return self._build(split, train=False)
 
     def _check_patch_size(self) -> None:
         if self.patch_size is None:
@@ -201,5 +208,42 @@ class SimulatedDataModule(_DenoisingDataModule):
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
             seed=None if train else eval_seed(self.seed, split),
+            min_foreground=self.min_foreground,
+        )
+
+
+class NoisyDataModule(_DenoisingDataModule):
+    """Low-dose images alone, no clean partners, for self-supervised training (``training=<method>``).
+
+    ``root``: ``root/{train,val,test}/low/`` (the paired layout's low-dose half), ``root/{train,val,test}/``,
+    or one flat folder split by file-name hash (``val_fraction``/``test_fraction``), PNG/JPEG/TIFF/DICOM.
+    Samples are ``{"low", "name", "source"}``; see :mod:`datamodules.noisy`.
+    """
+
+    has_targets = False
+
+    def __init__(self, root: str, val_fraction: float = 0.1, test_fraction: float = 0.1, **kwargs) -> None:
+        if root is None:
+            raise DatasetLayoutError("data.root is not set: point it at a folder of low-dose images")
+        super().__init__(root, **kwargs)
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}"
+            )
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self._images: dict[str, list[Path]] = {}
+
+    def _files(self, split: str) -> list[Path]:
+        if split not in self._images:
+            self._images[split] = noisy_split(self.root, split, self.val_fraction, self.test_fraction)
+        return self._images[split]
+
+    def _build(self, split: str, train: bool) -> Dataset:
+        return NoisyImageDataset(
+            self._files(split),
+            patch_size=self.patch_size if train else None,
+            augment=self.augment and train,
+            patches_per_image=self.patches_per_image if train else 1,
+            cache=self.cache,
             min_foreground=self.min_foreground,
         )

@@ -26,8 +26,11 @@ def hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
 
 
 def clean_split(root: Path, split: str, val_fraction: float, test_fraction: float) -> list[Path]:
-    """The clean images of ``split``: ``root/split/`` when it exists (or ``root`` has split folders),
-    else the files of the flat folder ``root`` whose name hashes into ``split`` (:func:`hash_split`)."""
+    """The clean images of ``split``: ``root/split/high/`` in the paired layout, ``root/split/`` when it
+    exists (or ``root`` has split folders), else the files of the flat folder ``root`` whose name
+    hashes into ``split`` (:func:`hash_split`)."""
+    if (root / split / "high").is_dir():  # real pairs: their full-dose half are the clean images
+        return find_clean_images(root / split / "high")
     if (root / split).is_dir() or (root / "train").is_dir():
         return find_clean_images(root / split)
     images = find_clean_images(root)

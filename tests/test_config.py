@@ -15,6 +15,7 @@ GROUPS = [
     "model",
     "loss",
     "optim",
+    "training",
     "trainer",
     "callbacks",
     "logger",

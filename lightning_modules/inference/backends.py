@@ -27,6 +27,7 @@ from torch import nn
 from lightning_modules.inference.allocator import reuse_freed_memory
 from lightning_modules.nets.checkpoints import build_network, read_checkpoint, state_fingerprint
 from lightning_modules.nets.fast_unet import FastUnet, fused_ops_available, unsupported_reason
+from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "fast", "torch", "compile", "onnxruntime")
 PRECISIONS = ("auto", "32", "bf16")
@@ -137,14 +138,16 @@ def load_predictor(
                 path = replace(path, backend="torch", fused=False, note=f"FastUnet does not support {reason}")
     if not isinstance(net, FastUnet) and path.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    net = net.to(device).eval()
+    net = with_intensity_map(net.to(device).eval(), hparams.get(MAP_KEY))  # self-supervised: to full dose
     if path.backend == "compile":
         options = {"freezing": True} if device.type == "cpu" else None
         return FixedBatch(torch.compile(net, dynamic=False, options=options), batch_size), path
     if path.backend == "onnxruntime":
         from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
 
-        network = repr({k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type")})
+        network = repr(
+            {k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY)}
+        )
         onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
         return OnnxPredictor(onnx_path), path
     return net, path

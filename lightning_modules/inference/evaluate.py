@@ -24,6 +24,13 @@ from lightning_modules.nets.forward import run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import TEST_KEYS, check_types
+from lightning_modules.selfsup.intensity import (
+    MAP_KEY,
+    fit_intensity_map,
+    intensity_source,
+    store_intensity_map,
+    with_intensity_map,
+)
 
 COLUMNS = ["file"] + [f"{m}_noisy" for m in METRIC_NAMES] + list(METRIC_NAMES)
 
@@ -123,15 +130,27 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"ckpt={cfg.ckpt}: not inside a training run folder, so its data config is unknown; pass run=<run folder>"
         )
     run_cfg = load_run_config(run_dir)
+    data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data  # data=<kind>: other data than the run's
     if cfg.get("data_root") is not None:
-        run_cfg.data.root = str(cfg.data_root)
-    datamodule = instantiate(run_cfg.data)
+        data_cfg.root = str(cfg.data_root)
+    datamodule = instantiate(data_cfg)
+    if not getattr(datamodule, "has_targets", True):
+        raise ValueError(
+            f"{data_cfg._target_.rsplit('.', 1)[-1]} has no full-dose images to score against; evaluate on pairs: "
+            "scripts/test.py ckpt=... data=pairs data.root=<folder with {train,val,test}/{high,low}/>"
+        )
     dataset = datamodule.dataset(cfg.split)
 
     net, hparams = load_network(ckpt_path)
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
+    source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
+    net, intensity = _intensity_map(net, hparams, source, cfg, datamodule, device)
+    if cfg.get("save_intensity") and source in ("val", "train"):
+        if str(cfg.ckpt) == "pretrained":
+            raise ValueError("save_intensity=true: the shipped model is never modified")
+        store_intensity_map(ckpt_path, intensity)  # denoise.py ckpt=... applies it from now on
     if cfg.get("results_dir"):
         results_dir = Path(cfg.results_dir)
     elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
@@ -161,6 +180,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "tta": cfg.get("tta") or False,
         "data_range": 1.0,
         "failed": [{"file": str(source), "reason": reason} for source, reason in failed],
+        "intensity_map": intensity,
     }
     summary = write_results(results_dir, rows, info)
     means = {k: v["mean"] for k, v in summary["metrics"].items()}
@@ -168,5 +188,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if failed:
         title += f" ({len(failed)} failed, not in the means: {results_dir / FAILED_LIST})"
     Console().print(metrics_table(means, title=title))
+    if intensity:
+        Console().print(
+            f"intensity map: {intensity['gain']:.4f} · output + {intensity['offset']:.4f} ({intensity['split']})"
+        )
     Console().print(f"results: {results_dir}")
     return summary
+
+
+def _intensity_map(
+    net: torch.nn.Module,
+    hparams: dict[str, Any],
+    source: str | None,
+    cfg: DictConfig,
+    datamodule: Any,
+    device: torch.device,
+) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """``net`` with the intensity map from ``source`` (:func:`intensity_source`: a self-supervised model
+    returns low-dose intensities), and that map as plain values (``None`` when there is none)."""
+    if source is None:
+        return net, None
+    if source == "checkpoint":
+        stored = hparams[MAP_KEY]
+    else:
+        stored = fit_intensity_map(net, datamodule.full_images(source), source, device, str(cfg.precision) == "bf16")
+    return with_intensity_map(net, stored), stored

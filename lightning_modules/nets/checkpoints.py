@@ -99,6 +99,8 @@ def export_safetensors(
         value = value.detach().cpu().contiguous()
         state[key] = value.half() if half and value.is_floating_point() else value
     network = {k: hparams[k] for k in (*NETWORK_KEYS, "channels_last") if k in hparams}
+    if hparams.get("intensity_map"):  # a self-supervised model's gain/offset to full dose, applied by inference
+        network["intensity_map"] = hparams["intensity_map"]
     metadata = {"hparams": json.dumps(network), "format": "xray-denoise/unet"}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 

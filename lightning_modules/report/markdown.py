@@ -207,6 +207,12 @@ def methods_section(summary: dict[str, Any]) -> list[str]:
     lines.append(
         f"- **Model**: the network of the checkpoint below, on full images, {precision}, on {summary['device']}{tta}."
     )
+    intensity = summary.get("intensity_map")
+    if intensity:  # a self-supervised model returns low-dose intensities
+        lines.append(
+            f"- **Intensity map** (self-supervised model, to full-dose intensities): {intensity['gain']:.4f} · output "
+            f"+ {intensity['offset']:.4f}, least squares on the {intensity['split']} split ({intensity['images']} images)."
+        )
     return lines + [""]
 
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from datamodules.datasets import PairedImageDataset
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text, ensure_writable_dir
 from datamodules.io.images import ImageReadError
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
@@ -57,6 +58,7 @@ from lightning_modules.report.summary import (
 )
 from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import REPORT_KEYS, check_types
+from lightning_modules.selfsup.intensity import MAP_KEY, fit_intensity_map, is_self_supervised, with_intensity_map
 
 ROW_COLUMNS = ["file", "dose", "method", *METRIC_NAMES]
 REFERENCE_COLUMNS = ["file", "dose", *METRIC_NAMES]
@@ -125,8 +127,9 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     out_dir = output_dir(cfg)
 
     net, hparams = load_network(ckpt_path)
-    net = with_tta(net, cfg.get("tta"))
     device = pick_device(str(cfg.device))
+    net, intensity = report_intensity_map(net, hparams, cfg, inputs, root, device)
+    net = with_tta(net, cfg.get("tta"))
     common = {
         "device": device,
         "bf16": str(cfg.precision) == "bf16",
@@ -144,6 +147,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         notes.append(f"{len(result.failed)} image(s) could not be read and are left out: see {FAILED_LIST}.")
     summary = build_summary(study, result, inputs, baselines, notes)
     summary.update(extra)
+    summary["intensity_map"] = intensity
     summary.update(
         {
             "title": f"{run_dir.name} / {Path(ckpt_path).name}",
@@ -177,6 +181,24 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     )
     _print_summary(summary, written)
     return summary
+
+
+def report_intensity_map(
+    net: Any, hparams: dict[str, Any], cfg: DictConfig, inputs: str, root: Path, device: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """A self-supervised model's map to full-dose intensities: the checkpoint's, else (real pairs)
+    one fitted on ``affine_fit_split`` like the baselines' correction; ``None`` for supervised models."""
+    if hparams.get(MAP_KEY):
+        return with_intensity_map(net, hparams[MAP_KEY]), dict(hparams[MAP_KEY])
+    if not is_self_supervised(hparams) or inputs != "paired":
+        return net, None
+    split = str(cfg.affine_fit_split)
+    try:
+        pairs = find_pairs(root / split)[:AFFINE_FIT_PAIRS]
+    except DatasetLayoutError as err:
+        raise DatasetLayoutError(f"affine_fit_split={split}: {err}") from err
+    fitted = fit_intensity_map(net, PairedImageDataset(pairs), split, device, str(cfg.precision) == "bf16")
+    return with_intensity_map(net, fitted), fitted
 
 
 def build_study(

@@ -20,12 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
 from lightning_modules.runs.folders import LEGACY_TARGETS, rename_targets
+from lightning_modules.selfsup.config import SUPERVISED
 
 RUN_INFO = "run_info.json"
 REPO_DIR = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "segmentation-models-pytorch", "numpy")
 # Keys that say where a run writes or whether it resumes, not what it trains.
 NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
+# Config groups added after runs had started, with the value every earlier run had: a node equal to
+# it is left out of the hash, so those runs keep their fingerprint (and resume).
+ADDED_DEFAULTS = {"training": SUPERVISED}
 
 
 def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -> str:
@@ -36,6 +40,9 @@ def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -
     container = OmegaConf.to_container(cfg, resolve=False)
     for key in NOT_FINGERPRINTED:
         container.pop(key, None)
+    for key, default in ADDED_DEFAULTS.items():
+        if container.get(key) == default:
+            container.pop(key)
     if targets:
         container = rename_targets(container, targets)
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -71,6 +71,14 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "trainer.limit_test_batches": (INT, FLOAT, NULL),
     "trainer.deterministic": (BOOL, TEXT),
     "trainer.enable_progress_bar": (BOOL,),
+    "training.method": (TEXT,),
+    "training.gamma": (FLOAT,),
+    "training.mask_grid": (INT,),
+    "training.blind_radius": (INT,),
+    "training.window_radius": (INT, NULL),
+    "training.alpha": (FLOAT,),
+    "training.sigma": (FLOAT, TEXT),
+    "training.intensity_map": (TEXT, NULL),
 }
 
 _MODEL_CHOICE = {"ckpt": (PATH,), "run": (PATH, NULL), "device": (TEXT,)}
@@ -99,6 +107,8 @@ TEST_KEYS: dict[str, tuple[str, ...]] = {
     "tta": (BOOL, INT),
     "write_images": (BOOL,),
     "results_dir": (PATH, NULL),
+    "intensity": (TEXT,),
+    "save_intensity": (BOOL,),
 }
 
 REPORT_KEYS: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,8 @@ from lightning_modules.nets.checkpoints import save_weights
 
 
 class ValidationImageGrid(L.Callback):
-    """Logs ``low-dose | denoised | high-dose`` rows for the first ``num_images`` validation images."""
+    """Logs ``low-dose | denoised | high-dose`` rows for the first ``num_images`` validation images
+    (``low-dose | denoised`` for data without clean images)."""
 
     def __init__(self, num_images: int = 4) -> None:
         self.num_images = num_images
@@ -36,9 +37,11 @@ class ValidationImageGrid(L.Callback):
     ) -> None:
         if trainer.sanity_checking or len(self._rows) >= self.num_images or not isinstance(outputs, dict):
             return
-        for low, pred, high in zip(batch["low"], outputs["pred"], batch["high"]):
+        highs = batch["high"] if "high" in batch else [None] * len(batch["low"])  # noisy data: no clean image
+        for low, pred, high in zip(batch["low"], outputs["pred"], highs):
             if len(self._rows) < self.num_images:
-                self._rows.append(torch.cat([low.float(), pred.float(), high.float()], dim=-1).cpu())
+                images = [low.float(), pred.float()] + ([high.float()] if high is not None else [])
+                self._rows.append(torch.cat(images, dim=-1).cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self._rows:
@@ -69,16 +72,24 @@ class BestWeightsExport(L.Callback):
     plain values, so ``torch.load(path, weights_only=True)`` reads it without Lightning.
     """
 
-    def __init__(self, dirpath: str, filename: str = "best_model.pth", monitor: str = "val/psnr") -> None:
+    def __init__(
+        self, dirpath: str, filename: str = "best_model.pth", monitor: str = "val/psnr", mode: str = "max"
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"BestWeightsExport mode={mode!r}: use max or min")
         self.path = Path(dirpath) / filename
         self.monitor = monitor
-        self.best = -math.inf
+        self.mode = mode
+        self.best = -math.inf if mode == "max" else math.inf
+
+    def _better(self, value: float) -> bool:
+        return value > self.best if self.mode == "max" else value < self.best
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None or not torch.isfinite(value) or float(value) <= self.best:
+        if value is None or not torch.isfinite(value) or not self._better(float(value)):
             return
         self.best = float(value)
         if trainer.is_global_zero:
@@ -93,4 +104,4 @@ class BestWeightsExport(L.Callback):
         return {"best": self.best}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = float(state_dict.get("best", -math.inf))
+        self.best = float(state_dict.get("best", -math.inf if self.mode == "max" else math.inf))

@@ -81,13 +81,16 @@ class LitDenoiser(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         pred = self(batch["low"])
         loss = self.loss_fn(pred.float(), batch["high"])
+        return self._log_training_loss(loss, batch_idx, len(pred))
+
+    def _log_training_loss(self, loss: torch.Tensor, batch_idx: int, batch_size: int) -> torch.Tensor:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
                 f"batch {batch_idx}); stopped without saving these weights. The last good checkpoint is "
                 "checkpoints/last.ckpt of this run; try a lower optim.lr"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(pred))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=batch_size)
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: StageMetrics) -> dict[str, torch.Tensor]:

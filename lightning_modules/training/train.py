@@ -23,7 +23,7 @@ from lightning_modules.runs.records import mark_completed, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
 from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
 from lightning_modules.training.faults import AtomicCheckpointIO
-from lightning_modules.training.module import LitDenoiser
+from lightning_modules.training.self_supervised import build_module, prepare_training
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -44,7 +44,7 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
         else:
             flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
 
-    for group in ("data", "model", "loss", "optim"):
+    for group in ("data", "model", "loss", "optim", "training"):
         walk(group, container.get(group, {}))
     flat["seed"] = container.get("seed")
     flat["trainer.max_epochs"] = container["trainer"].get("max_epochs")
@@ -81,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     With ``resume=auto`` an unfinished run of the same command continues in its own folder.
     """
     check_train_config(cfg)
+    monitor = prepare_training(cfg)  # training=<method>: checked, and the metric that picks best.ckpt
     check_distributed_launch(cfg)
     resumed_from = _resume_if_unfinished(cfg)
     output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
@@ -88,7 +89,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data)
     check_data_before_training(cfg, datamodule)
-    model = LitDenoiser(
+    model = build_module(  # LitDenoiser, or its self-supervised subclass for training=<method>
+        cfg,
+        datamodule,
         **OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
@@ -117,18 +120,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and trainer.is_global_zero:
-        ckpt = best_checkpoint(trainer)
+        ckpt = best_checkpoint(trainer, monitor)
         # A distributed test would pad the split with repeated images (DistributedSampler); rank 0
         # tests every image exactly once on one device instead.
         if distributed:
             if ckpt:
-                model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+                checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+                model.on_load_checkpoint(checkpoint)  # a self-supervised model takes its intensity map
+                model.load_state_dict(checkpoint["state_dict"])
             results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
         else:
             results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
         metrics.update(test_metrics)
-        if test_metrics:
+        if "test/psnr" in test_metrics:  # data without clean images has only the self-supervised loss
             means = {k.removeprefix("test/"): v for k, v in test_metrics.items()}
             title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
             Console().print(metrics_table(means, title=title))
