@@ -110,3 +110,9 @@ def test_self_ensemble_inverts_every_view_and_averages():
     assert with_tta(net, False) is net and with_tta(net, 8).transforms == 8 and with_tta(net, True).transforms == 4
     with pytest.raises(ValueError, match="tta=3"):
         with_tta(net, 3)
+    from lightning_modules.inference.ensemble import DihedralView
+
+    for k in range(8):  # one view alone is that view's term of the 8-view mean
+        assert torch.allclose(DihedralView(ramp, k)(x), inverse_dihedral(ramp(views[k]), k))
+    with pytest.raises(ValueError, match="view=8: use 0..7"):
+        DihedralView(net, 8)

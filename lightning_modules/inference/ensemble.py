@@ -49,6 +49,20 @@ class SelfEnsemble(nn.Module):
         return total / self.transforms
 
 
+class DihedralView(nn.Module):
+    """Runs ``net`` on the ``k``-th dihedral view only and turns the output back (how one view of
+    ``tta=8`` scores on its own: ``scripts/test.py view=k``)."""
+
+    def __init__(self, net: nn.Module, k: int) -> None:
+        super().__init__()
+        if not 0 <= k < 8:
+            raise ValueError(f"view={k}: use 0..7 (0 = the image as it is; see dihedral())")
+        self.net, self.k = net, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return inverse_dihedral(self.net(dihedral(x, self.k).contiguous()).float(), self.k)
+
+
 def with_tta(net: nn.Module, tta: int | bool | None) -> nn.Module:
     """``tta`` from a config: false/0/1 = the network alone, true or 4 = the 4 flips, 8 = flips and transposes."""
     if tta is True:  # checked first: True == 1 in Python

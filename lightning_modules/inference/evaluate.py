@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text
 from datamodules.io.images import ImageReadError, read_image, write_image
 from lightning_modules.inference.backends import pick_device
-from lightning_modules.inference.ensemble import with_tta
+from lightning_modules.inference.ensemble import DihedralView, with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import run_network
@@ -158,6 +158,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     else:
         results_dir = run_dir / "results"
     failed: list[tuple[str, str]] = []
+    if cfg.get("view") is not None:
+        net = DihedralView(net, int(cfg.view))
     rows = evaluate_dataset(
         with_tta(net, cfg.get("tta")),
         dataset,
@@ -178,6 +180,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data_root": str(datamodule.root),
         "precision": str(cfg.precision),
         "tta": cfg.get("tta") or False,
+        "view": cfg.get("view"),
         "data_range": 1.0,
         "failed": [{"file": str(source), "reason": reason} for source, reason in failed],
         "intensity_map": intensity,

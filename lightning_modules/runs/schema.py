@@ -107,6 +107,7 @@ TEST_KEYS: dict[str, tuple[str, ...]] = {
     "tta": (BOOL, INT),
     "write_images": (BOOL,),
     "results_dir": (PATH, NULL),
+    "view": (INT, NULL),
     "intensity": (TEXT,),
     "save_intensity": (BOOL,),
 }
