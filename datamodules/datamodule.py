@@ -14,7 +14,7 @@ from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose
 from datamodules.noisy import NoisyImageDataset, noisy_split
-from datamodules.splits import clean_split, eval_seed
+from datamodules.splits import check_fractions, clean_split, eval_seed
 
 SPLITS = ("train", "val", "test")
 
@@ -186,11 +186,7 @@ class SimulatedDataModule(_DenoisingDataModule):
             raise TypeError(f"data.noise must have a simulate(clean, dose, generator) method, got {self.noise!r}")
         self.dose = check_dose(dose if not isinstance(dose, ListConfig) else list(dose))
         self.seed = int(seed)
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-            )
-        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.val_fraction, self.test_fraction = check_fractions(val_fraction, test_fraction)
         self._images: dict[str, list[Path]] = {}
 
     def _files(self, split: str) -> list[Path]:
@@ -226,11 +222,7 @@ class NoisyDataModule(_DenoisingDataModule):
         if root is None:
             raise DatasetLayoutError("data.root is not set: point it at a folder of low-dose images")
         super().__init__(root, **kwargs)
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-            )
-        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.val_fraction, self.test_fraction = check_fractions(val_fraction, test_fraction)
         self._images: dict[str, list[Path]] = {}
 
     def _files(self, split: str) -> list[Path]:

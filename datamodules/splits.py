@@ -15,6 +15,14 @@ from datamodules.io.pairing import DatasetLayoutError, find_clean_images
 SPLIT_SEED_OFFSET = {"val": 0, "test": 1_000_000, "train": 2_000_000}
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> tuple[float, float]:
+    """``(val_fraction, test_fraction)`` as floats; ``ValueError`` naming the keys unless both are in [0, 1)
+    and their sum is below 1."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    return float(val_fraction), float(test_fraction)
+
+
 def hash_split(name: str, val_fraction: float, test_fraction: float) -> str:
     """``"train"``, ``"val"`` or ``"test"`` for a file name, from a stable hash (CRC-32) of the name."""
     position = zlib.crc32(name.encode("utf-8")) / 2**32
