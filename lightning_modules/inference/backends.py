@@ -3,8 +3,9 @@
 Backends (``backend=``):
 
 - ``fast`` (what ``auto`` picks): :class:`~lightning_modules.nets.fast_unet.FastUnet`, BatchNorm folded
-  into the convolutions, oneDNN fused convolution + ReLU (+ residual add) kernels on the CPU in fp32,
-  no ``segmentation_models_pytorch`` import. Falls back to ``torch`` for networks it cannot rebuild.
+  into the convolutions, oneDNN fused convolution + ReLU (+ residual add) kernels on the CPU in fp32
+  and, where the CPU has native bf16, in bf16 (bf16 weights, no autocast), no
+  ``segmentation_models_pytorch`` import. Falls back to ``torch`` for networks it cannot rebuild.
 - ``torch``: the trained ``DenoisingUnet`` in eager mode (``channels_last`` as configured).
 - ``compile``: FastUnet through ``torch.compile`` (inductor, weights frozen on the CPU); the first
   tiles wait for compilation (tens of seconds on a CPU), so it pays off only for many large images.
@@ -89,7 +90,8 @@ def choose_path(
     bf16 = precision == "bf16" or (precision == "auto" and bf16_native(device))
     if backend == "auto":
         backend = "fast"
-    fused = backend == "fast" and device.type == "cpu" and not bf16 and fused_ops_available()
+    # bf16 runs fused (bf16 weights, no autocast) only where the CPU computes it natively
+    fused = backend == "fast" and device.type == "cpu" and fused_ops_available() and (not bf16 or bf16_native(device))
     return InferencePath(backend, bf16=bf16, channels_last=bool(channels_last), fused=fused)
 
 
@@ -130,7 +132,8 @@ def load_predictor(
     else:
         reason = unsupported_reason(hparams, state)
         if reason is None:
-            net = FastUnet(hparams, state, fused=path.fused)
+            dtype = torch.bfloat16 if path.fused and path.bf16 else torch.float32
+            net = FastUnet(hparams, state, fused=path.fused, dtype=dtype)
         else:
             net = build_network(hparams, state)
             if path.backend == "fast":

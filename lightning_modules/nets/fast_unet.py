@@ -5,9 +5,11 @@ decoder attention), rewritten for inference with torch alone:
 
 - every BatchNorm is folded into the convolution before it (running statistics are constants
   at inference), which removes a pass over every activation;
-- with ``fused=True`` (CPU, fp32) each convolution runs as one oneDNN primitive with its ReLU, and
+- with ``fused=True`` (CPU) each convolution runs as one oneDNN primitive with its ReLU, and
   the residual add + ReLU of each ResNet block, fused in (``torch.ops.mkldnn._convolution_pointwise``,
-  the kernels ``torch.compile`` uses on CPU): ≈ 1.5× eager ``channels_last`` on the CPU;
+  the kernels ``torch.compile`` uses on CPU): ≈ 1.5× eager ``channels_last`` on the CPU in fp32; with
+  ``dtype=torch.bfloat16`` the weights and activations are bf16 (the same numbers as bf16 autocast,
+  ≈ 1.3× faster than it where the CPU has native bf16);
 - it never imports ``segmentation_models_pytorch`` (timm, torchvision, torch._dynamo: seconds of
   start-up), so ``scripts/denoise.py`` reaches its first tile sooner.
 
@@ -125,12 +127,20 @@ class FastUnet(nn.Module):
     Args:
         hparams: the network hyper-parameters of a checkpoint (``encoder_name``, ``residual``, ...).
         state: the DenoisingUnet state dict (keys ``unet.encoder...``).
-        fused: run oneDNN fused kernels (CPU and fp32 inputs only; bf16 autocast needs ``False``).
+        fused: run oneDNN fused kernels (CPU only; bf16 autocast needs ``False``).
+        dtype: of the weights and activations (``torch.bfloat16``: bf16 without autocast; inputs are cast
+            to it and outputs back to the input's dtype).
     """
 
     multiple = 32
 
-    def __init__(self, hparams: dict[str, Any], state: dict[str, torch.Tensor], fused: bool = False) -> None:
+    def __init__(
+        self,
+        hparams: dict[str, Any],
+        state: dict[str, torch.Tensor],
+        fused: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         reason = unsupported_reason(hparams, state)
         if reason is not None:
@@ -175,7 +185,9 @@ class FastUnet(nn.Module):
             )
         self.head = unit("segmentation_head.0", None, 1, False)
         self.residual = bool(hparams.get("residual", False))
-        self.fused = fused
+        self.fused, self.dtype = fused, dtype
+        if dtype != torch.float32:
+            self.to(dtype)
 
     def core(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a (B, 1, H, W) input whose sides are multiples of 32 (no padding)."""
@@ -201,4 +213,8 @@ class FastUnet(nn.Module):
         return out + x if self.residual else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return forward_padded(self.core, x, self.multiple)
+        if self.dtype == torch.float32:
+            return forward_padded(self.core, x, self.multiple)
+        # bf16 weights: autocast off, or ops on its fp32 list (replicate padding) hand fp32 to bf16 kernels
+        with torch.autocast(x.device.type, enabled=False):
+            return forward_padded(self.core, x.to(self.dtype), self.multiple).to(x.dtype)
