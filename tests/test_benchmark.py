@@ -80,7 +80,7 @@ def test_fp32_tail_in_row_stripes_equals_one_pass(net, monkeypatch):
     and with bf16 autocast they stay fp32."""
     from lightning_modules.nets import fast_unet
 
-    x = torch.rand(1, 1, 320, 2048)  # 320 rows: two stripes of 256 rows at this width
+    x = torch.rand(1, 1, 640, 2048)  # 640 rows: two stripes of 512 rows at this width
     tail = FastUnet(HPARAMS, net.state_dict(), fused=True, fp32_blocks=2)
     with torch.no_grad():
         striped = tail(x)

@@ -23,7 +23,9 @@ def test_tiles_cover_the_image_with_the_requested_overlap():
     assert count_tiles(1024, 1024, 256, 64) == len(tile_starts(1024, 256, 64, 32)) ** 2
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(1000, 256, 64), (1536, 512, 256), (8192, 1856, 256), (2100, 1024, 96)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(1000, 256, 64), (1536, 512, 256), (8192, 1856, 256), (2100, 1024, 96)]
+)
 def test_aligned_tiles_start_on_the_network_grid(length, tile, overlap):
     """Starts on multiples of 32; the last tile ends where the whole-image pass's padding ends."""
     starts = tile_starts(length, tile, overlap, align=32)

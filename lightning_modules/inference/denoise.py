@@ -18,7 +18,7 @@ from datamodules.io.images import ImageInfo, ImageReadError, is_image_file, read
 from datamodules.io.pairing import list_images
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
-from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for
+from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for, release_limit_mb
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
 
@@ -137,6 +137,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
                 tile=plan.tile,
                 overlap=overlap,
                 margin=margin,
+                memory_mb=release_limit_mb(float(cfg.memory_gb)),
                 batch_size=plan.batch_size,
                 device=device,
                 bf16=path.bf16,

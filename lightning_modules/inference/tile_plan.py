@@ -1,7 +1,7 @@
 """How large the tiles are: the whole image where it fits the memory budget, else the fewest network pixels.
 
-The network's working memory grows with the pixels of one forward pass (measured: :data:`PASS_MB`
-plus :data:`MB_PER_MPIX` per Mpix), and the process also holds the interpreter, torch and the model
+The network's working memory grows with the pixels of one forward pass (measured, per inference
+path: :data:`PASS_MEMORY`), and the process also holds the interpreter, torch and the model
 (:data:`PROCESS_MB`) and the input and output images (:data:`IMAGE_BYTES_PER_PIXEL`). What a
 ``memory_gb`` budget leaves after those two is what one forward pass may use:
 
@@ -20,26 +20,23 @@ from dataclasses import dataclass
 from lightning_modules.inference.backends import InferencePath
 from lightning_modules.inference.tiling import ALIGN, tile_starts
 
-# Peak working memory of one forward pass: PASS_MB plus MB_PER_MPIX per Mpix of input (CPU, the
-# process's peak RSS less its size before the pass, the shipped model, 0.25-9.4 Mpix; an upper
-# bound of the measurements in docs/inference.md). FastUnet runs its fp32 decoder tail in row
-# stripes, so its memory grows slowly with the pixels; the other paths hold every activation.
-MB_PER_MPIX = {
-    (
-        "fast",
-        True,
-    ): 150,  # FastUnet, bf16 (measured alone: 353 MB at 1 Mpix, 728 at 4.2, 1099 at 9.4; 800 at 4 in denoise.py)
-    ("fast", False): 200,  # FastUnet, fp32 (measured alone: 446 MB at 1 Mpix, 905 at 4.2)
-    ("onnxruntime", False): 415,
-    ("torch", True): 310,  # eager DenoisingUnet, bf16 autocast
-    ("torch", False): 600,  # eager, fp32 (NCHW or channels_last)
+# Peak working memory of one forward pass, (MB, MB per Mpix of input): an upper bound of the
+# process's peak RSS less its size before the pass (CPU, the shipped model, docs/inference.md).
+# FastUnet's fp32 decoder tail runs in stripes of about 1 Mpix (a fixed part), the rest grows with
+# the pixels; the other paths hold every activation.
+PASS_MEMORY = {
+    ("fast", True): (400, 150),  # FastUnet, bf16: measured 493 MB at 1.05 Mpix, 639 at 2.4, 1034 at 4.2, 1263 at 9.4
+    ("fast", False): (300, 230),  # FastUnet, fp32: 509 MB at 1.05 Mpix, 837 at 2.4, 1247 at 4.2, 2008 at 9.4
+    ("onnxruntime", False): (250, 415),  # 433 MB at 1.05 Mpix
+    ("torch", True): (250, 310),  # eager DenoisingUnet, bf16 autocast: 323 MB at 1.05 Mpix
+    ("torch", False): (250, 600),  # eager, fp32 (NCHW or channels_last): 620 MB at 1.05 Mpix
 }
-DEFAULT_MB_PER_MPIX = 600  # paths not measured (compile): as eager fp32
-PASS_MB = 250  # what a first pass adds whatever its size (oneDNN kernels and scratch, weight copies)
+DEFAULT_PASS_MEMORY = (250, 600)  # paths not measured (compile): as eager fp32
 PROCESS_MB = 600  # python + torch + the model (561 MB measured on the CPU once the reader's temporaries are freed)
 IMAGE_BYTES_PER_PIXEL = 8  # the float32 input and the float32 output of sliding_window
 PLANNED_SHARE = 0.9  # plan for 90 % of memory_gb: freed blocks the allocator keeps for reuse add up to ~8 %
-MIN_WORKING_MB = 100  # a budget too small for the image still runs, on tiles of about 0.2-0.8 Mpix
+RELEASE_SHARE = 0.85  # and hand them back between passes once the process is resident above 85 %
+MIN_WORKING_MB = 100  # a budget too small for the image still runs, on tiles of 0.2-0.7 Mpix
 
 
 @dataclass(frozen=True)
@@ -61,14 +58,22 @@ class TilePlan:
         )
 
 
-def mb_per_mpix(path: InferencePath) -> float:
-    return MB_PER_MPIX.get((path.backend, path.bf16), DEFAULT_MB_PER_MPIX)
+def release_limit_mb(memory_gb: float) -> float:
+    """Resident memory above which tiling hands freed memory back between passes (85 % of ``memory_gb``)."""
+    return RELEASE_SHARE * 1000 * memory_gb
+
+
+def pass_memory(path: InferencePath) -> tuple[float, float]:
+    """(MB, MB per Mpix) of one forward pass along ``path``."""
+    return PASS_MEMORY.get((path.backend, path.bf16), DEFAULT_PASS_MEMORY)
 
 
 def pixel_budget(height: int, width: int, path: InferencePath, memory_gb: float) -> int:
     """Pixels one forward pass may hold so that the process stays within ``memory_gb`` on this image."""
-    working_mb = PLANNED_SHARE * 1000 * memory_gb - PROCESS_MB - PASS_MB - IMAGE_BYTES_PER_PIXEL * height * width / 1e6
-    return int(max(working_mb, MIN_WORKING_MB) / mb_per_mpix(path) * 1e6)
+    fixed_mb, per_mpix = pass_memory(path)
+    image_mb = IMAGE_BYTES_PER_PIXEL * height * width / 1e6
+    working_mb = PLANNED_SHARE * 1000 * memory_gb - PROCESS_MB - image_mb - fixed_mb
+    return int(max(working_mb, MIN_WORKING_MB) / per_mpix * 1e6)
 
 
 def _padded(length: int, align: int) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.inference.allocator import release_freed_memory
+from lightning_modules.inference.allocator import release_freed_memory, release_if_above
 from lightning_modules.nets.forward import run_network
 
 ALIGN = 32  # the network's total stride (2**encoder_depth): tiles start on multiples of it
@@ -140,6 +140,7 @@ def sliding_window(
     on_tile: Callable[[int], None] | None = None,
     margin: int = 0,
     align: int = ALIGN,
+    memory_mb: float | None = None,
 ) -> torch.Tensor:
     """Apply ``predictor`` to overlapping tiles of a (H, W) image and blend the results.
 
@@ -156,6 +157,8 @@ def sliding_window(
         channels_last: feed tiles in channels-last memory format.
         on_tile: called with the number of tiles just finished (for progress bars).
         align: tiles start on multiples of this (the network's stride; 1 turns alignment off).
+        memory_mb: after a pass that leaves the process resident above this, freed memory kept for
+            reuse goes back to the system (it fragments over many passes).
 
     Memory: the output (4 bytes per pixel) plus one batch of tiles.
     """
@@ -180,6 +183,7 @@ def sliding_window(
             wy, wx = row_w[i], col_w[j]
             y, x = rows[i], cols[j]
             out[y : y + len(wy), x : x + len(wx)] += tile_pred[: len(wy), : len(wx)] * (wy[:, None] * wx[None, :])
+        release_if_above(memory_mb)
         if on_tile is not None:
             on_tile(len(chunk))
     release_freed_memory()  # the tiles' working memory, kept for reuse between batches, goes back now

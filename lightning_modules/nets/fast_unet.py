@@ -34,7 +34,7 @@ from lightning_modules.nets.stripes import by_row_stripes, stripe_rows
 ENCODER_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 BN_EPS = 1e-5  # torchvision's and smp's BatchNorm eps (not stored in the state dict)
 FP32_DECODER_BLOCKS = 2  # half- and full-resolution decoder blocks + head: fp32 even on bf16 paths (see FastUnet)
-TAIL_HALO = 32  # rows around each stripe of the fp32 blocks: more than their receptive field (about 8 rows)
+TAIL_HALO = 16  # rows around each stripe of the fp32 blocks: twice their receptive field (about 8 rows)
 
 
 def unsupported_reason(hparams: dict[str, Any], state: dict[str, torch.Tensor]) -> str | None:
