@@ -19,9 +19,9 @@ from omegaconf import open_dict
 from torch import nn
 
 from datamodules.io.images import ImageInfo, read_image, write_image
-from lightning_modules.inference.backends import InferencePath, choose_path, load_predictor
+from lightning_modules.inference.backends import InferencePath, bf16_native, choose_path, load_predictor
 from lightning_modules.nets.checkpoints import save_weights
-from lightning_modules.nets.fast_unet import FastUnet, unsupported_reason
+from lightning_modules.nets.fast_unet import FastUnet, fused_ops_available, unsupported_reason
 from lightning_modules.nets.unet import DenoisingUnet
 
 HPARAMS = {"encoder_name": "resnet18", "residual": True}
@@ -75,6 +75,24 @@ def test_fast_unet_equals_eager(net):
         torch.testing.assert_close(out, _reference(net, x), atol=1e-4, rtol=1e-4)
 
 
+def test_fp32_tail_in_row_stripes_equals_one_pass(net, monkeypatch):
+    """The last decoder blocks run in fp32 on row stripes (bounded memory): the same output as one pass,
+    and with bf16 autocast they stay fp32."""
+    from lightning_modules.nets import fast_unet
+
+    x = torch.rand(1, 1, 640, 2048)  # 640 rows: two stripes of 512 rows at this width
+    tail = FastUnet(HPARAMS, net.state_dict(), fused=True, fp32_blocks=2)
+    with torch.no_grad():
+        striped = tail(x)
+        monkeypatch.setattr(fast_unet, "stripe_rows", lambda width: 10**6)
+        torch.testing.assert_close(striped, tail(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(striped, _reference(net, x), atol=1e-4, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = FastUnet(HPARAMS, net.state_dict(), fp32_blocks=2)(x)
+    error = (mixed - striped).abs()  # bf16 encoder: 655k pixels of noise through an untrained network
+    assert mixed.dtype == torch.float32 and float(error.max()) < 0.15 and float(error.mean()) < 0.01
+
+
 def test_fast_unet_refuses_what_it_cannot_fold(net):
     state = net.state_dict()
     assert unsupported_reason({"norm": "group"}, state).startswith("norm=group")
@@ -93,12 +111,29 @@ def test_channels_last_equals_fp32(net):
 
 
 def test_bf16_autocast_close_to_fp32(net):
-    """Eager and FastUnet (the default path where bf16 is native) under bf16 autocast."""
+    """Eager and FastUnet under bf16 autocast."""
     x = torch.rand(2, 1, 32, 32)
     for candidate in (net, FastUnet(HPARAMS, net.state_dict(), fused=False)):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = candidate(x).float()
         assert float((out - _reference(net, x)).abs().max()) < 0.05
+
+
+@pytest.mark.skipif(not bf16_native("cpu"), reason="fused bf16 kernels run only where the CPU has native bf16")
+def test_fused_bf16_equals_bf16_autocast(net):
+    """The default path where bf16 is native: bf16 weights through oneDNN's fused kernels, no autocast;
+    fp32 in and out (odd size padded and cropped), within bf16 tolerance of fp32 and of bf16 autocast."""
+    x = torch.rand(2, 1, 70, 45)
+    fused = FastUnet(HPARAMS, net.state_dict(), fused=True, dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = fused(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = FastUnet(HPARAMS, net.state_dict(), fused=False)(x).float()
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as run_network calls it: autocast stays out
+        assert torch.equal(fused(x), out)
+    assert float((out - _reference(net, x)).abs().max()) < 0.05
+    assert float((out - autocast).abs().max()) < 0.05  # both round to bf16, in different places
 
 
 def test_onnxruntime_equals_fp32(checkpoint, xdg_cache, net):
@@ -127,9 +162,11 @@ def test_choose_path_auto_and_errors(monkeypatch):
     monkeypatch.setattr(inference_paths, "bf16_native", lambda device: False)
     path = choose_path("auto", "auto", "cpu")
     assert path.backend == "fast" and not path.bf16
+    path = choose_path("fast", "bf16", "cpu")  # forced bf16 without native support: autocast, unfused
+    assert path.backend == "fast" and path.bf16 and not path.fused
     monkeypatch.setattr(inference_paths, "bf16_native", lambda device: True)
     path = choose_path("auto", "auto", "cpu")
-    assert path.backend == "fast" and path.bf16 and not path.fused  # bf16 runs through autocast, unfused
+    assert path.backend == "fast" and path.bf16 and path.fused == fused_ops_available()  # bf16 weights, fused
     assert choose_path("torch", "32", "cpu") == InferencePath("torch", bf16=False, channels_last=True)
     with pytest.raises(ValueError, match="backend='tensorrt' is unknown"):
         choose_path("tensorrt", "32", "cpu")

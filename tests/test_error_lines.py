@@ -85,7 +85,7 @@ def test_a_value_of_the_wrong_type_names_its_key(tmp_path, paired_root, override
 @pytest.mark.parametrize(
     "config, keys, override, message",
     [
-        ("denoise", DENOISE_KEYS, "tile=big", "tile='big' must be a whole number"),
+        ("denoise", DENOISE_KEYS, "overlap=big", "overlap='big' must be a whole number"),
         ("denoise", DENOISE_KEYS, "overwrite=maybe", "overwrite='maybe' must be true or false"),
         ("denoise", DENOISE_KEYS, "output=2024", None),  # a folder named 2024 arrives as a number
         ("test", TEST_KEYS, "write_images=1", "write_images=1 must be true or false"),

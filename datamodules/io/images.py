@@ -135,11 +135,18 @@ def to_stored(array: np.ndarray, bit_depth: int) -> np.ndarray:
     return scaled.astype(dtype)
 
 
+# zlib level of written PNGs (lossless at every level). A 16-bit 2048² chest phantom: level 1 writes in
+# 0.39 s and 3.7 MB, PIL's default 6 in 1.27 s and 3.4 MB (2-core EPYC, under load): at 6, writing
+# took a third as long as denoising the image.
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_image(path: str | os.PathLike, array: np.ndarray, info: ImageInfo | None = None) -> Path:
     """Write a (H, W) float image in [0, 1] to ``path`` in the stored form ``info`` describes.
 
     The file is written under a temporary name in the same folder and renamed, so an interrupted
-    write never leaves a truncated image. JPEG is written at quality 100 (8-bit only); PNG is lossless;
+    write never leaves a truncated image. JPEG is written at quality 100 (8-bit only); PNG is lossless
+    (fast zlib level :data:`PNG_COMPRESS_LEVEL`);
     TIFF and DICOM keep the stored type, range and polarity that ``info`` records.
     """
     path = Path(path)
@@ -160,5 +167,5 @@ def write_image(path: str | os.PathLike, array: np.ndarray, info: ImageInfo | No
     stored = to_stored(np.asarray(array, dtype=np.float32), bit_depth)
     image = Image.fromarray(stored)
     if suffix == ".png":
-        return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+        return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
     return atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=100, subsampling=0))

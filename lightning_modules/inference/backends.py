@@ -3,8 +3,9 @@
 Backends (``backend=``):
 
 - ``fast`` (what ``auto`` picks): :class:`~lightning_modules.nets.fast_unet.FastUnet`, BatchNorm folded
-  into the convolutions, oneDNN fused convolution + ReLU (+ residual add) kernels on the CPU in fp32,
-  no ``segmentation_models_pytorch`` import. Falls back to ``torch`` for networks it cannot rebuild.
+  into the convolutions, oneDNN fused convolution + ReLU (+ residual add) kernels on the CPU in fp32
+  and, where the CPU has native bf16, in bf16 (bf16 weights, no autocast), no
+  ``segmentation_models_pytorch`` import. Falls back to ``torch`` for networks it cannot rebuild.
 - ``torch``: the trained ``DenoisingUnet`` in eager mode (``channels_last`` as configured).
 - ``compile``: FastUnet through ``torch.compile`` (inductor, weights frozen on the CPU); the first
   tiles wait for compilation (tens of seconds on a CPU), so it pays off only for many large images.
@@ -26,7 +27,7 @@ from torch import nn
 
 from lightning_modules.inference.allocator import reuse_freed_memory
 from lightning_modules.nets.checkpoints import build_network, read_checkpoint, state_fingerprint
-from lightning_modules.nets.fast_unet import FastUnet, fused_ops_available, unsupported_reason
+from lightning_modules.nets.fast_unet import FP32_DECODER_BLOCKS, FastUnet, fused_ops_available, unsupported_reason
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "fast", "torch", "compile", "onnxruntime")
@@ -90,7 +91,8 @@ def choose_path(
     bf16 = precision == "bf16" or (precision == "auto" and bf16_native(device))
     if backend == "auto":
         backend = "fast"
-    fused = backend == "fast" and device.type == "cpu" and not bf16 and fused_ops_available()
+    # bf16 runs fused (bf16 weights, no autocast) only where the CPU computes it natively
+    fused = backend == "fast" and device.type == "cpu" and fused_ops_available() and (not bf16 or bf16_native(device))
     return InferencePath(backend, bf16=bf16, channels_last=bool(channels_last), fused=fused)
 
 
@@ -131,7 +133,8 @@ def load_predictor(
     else:
         reason = unsupported_reason(hparams, state)
         if reason is None:
-            net = FastUnet(hparams, state, fused=path.fused)
+            dtype = torch.bfloat16 if path.fused and path.bf16 else torch.float32
+            net = FastUnet(hparams, state, fused=path.fused, dtype=dtype, fp32_blocks=FP32_DECODER_BLOCKS)
         else:
             net = build_network(hparams, state)
             if path.backend == "fast":

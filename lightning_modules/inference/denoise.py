@@ -19,7 +19,8 @@ from datamodules.io.pairing import list_images
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.failures import write_failures
-from lightning_modules.inference.tiling import count_tiles, sliding_window
+from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for, release_limit_mb
+from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
 from lightning_modules.runs.schema import DENOISE_KEYS, check_types
 
@@ -86,13 +87,17 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     """
     check_types(cfg, DENOISE_KEYS)
     device = pick_device(str(cfg.device))
+    tile, batch_size = auto_or_int(cfg.tile, "tile"), auto_or_int(cfg.batch_size, "batch_size")
+    overlap = int(cfg.overlap)
+    margin = margin_for(cfg.get("margin", "auto"), overlap)
+    check_settings(overlap, margin, batch_size or 1)
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     inputs = find_inputs(str(cfg.input))
     output_dir = Path(cfg.output).expanduser()
     jobs = plan_outputs(inputs, output_dir, bool(cfg.jpeg_as_png))  # refused before anything is written
     checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
     ensure_writable_dir(output_dir, "output")
-    net, path = load_predictor(checkpoint, device, path, batch_size=cfg.batch_size)
+    net, path = load_predictor(checkpoint, device, path, batch_size=batch_size or 1)
     net = with_tta(net, cfg.get("tta"))
 
     todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]
@@ -117,13 +122,16 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
                 progress.advance(files_task)
                 continue
             height, width = image.shape
-            tiles_task = progress.add_task(f"  {source.name}", total=count_tiles(height, width, cfg.tile, cfg.overlap))
+            plan = plan_for(height, width, path, float(cfg.memory_gb), overlap, tile, batch_size)
+            tiles_task = progress.add_task(f"  {source.name}", total=plan.tiles)
             result = sliding_window(
                 torch.from_numpy(image),
                 net,
-                tile=cfg.tile,
-                overlap=cfg.overlap,
-                batch_size=cfg.batch_size,
+                tile=plan.tile,
+                overlap=overlap,
+                margin=margin,
+                memory_mb=release_limit_mb(float(cfg.memory_gb)),
+                batch_size=plan.batch_size,
                 device=device,
                 bf16=path.bf16,
                 channels_last=path.channels_last,

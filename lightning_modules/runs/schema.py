@@ -87,9 +87,11 @@ DENOISE_KEYS: dict[str, tuple[str, ...]] = {
     **_MODEL_CHOICE,
     "input": (PATH,),
     "output": (PATH,),
-    "tile": (INT,),
+    "memory_gb": (FLOAT,),
+    "tile": (INT, TEXT),  # auto or pixels (auto_or_int names the key for other text)
     "overlap": (INT,),
-    "batch_size": (INT,),
+    "margin": (INT, TEXT),
+    "batch_size": (INT, TEXT),
     "backend": (TEXT,),
     "precision": (TEXT, INT),
     "channels_last": (BOOL,),
