@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lightning_modules.inference.backends import InferencePath, bf16_native, choose_path, load_predictor
@@ -29,6 +31,11 @@ DESCRIPTIONS = {
     "compile": "torch.compile (inductor, frozen weights) of FastUnet",
     "onnxruntime": "ONNX Runtime fp32, CPU, intra-op threads = cores",
 }
+
+
+def denoise_defaults(repo: Path) -> DictConfig:
+    """``conf/denoise.yaml`` as written (tile, overlap, margin, batch_size, memory_gb): what denoise.py runs with."""
+    return OmegaConf.load(repo / "conf" / "denoise.yaml")
 
 
 def check_paths(names: list[str]) -> None:

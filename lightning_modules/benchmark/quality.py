@@ -12,6 +12,7 @@ from datamodules.io.images import read_image
 from lightning_modules.benchmark import predictors
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.report import Row
+from lightning_modules.inference.tile_plan import margin_for, plan_for
 from lightning_modules.inference.tiling import sliding_window
 from lightning_modules.nets.metrics import image_metrics
 
@@ -42,30 +43,37 @@ def test_pairs(root: str | None, max_images: int | None) -> tuple[list[tuple[str
 
 
 def run_quality(ctx: Context, cfg: Any) -> list[Row]:
-    """``cfg``: ``root``, ``max_images``, ``paths`` (``fp32`` first: the reference), ``emulated_images``,
-    ``tile``, ``overlap``, ``batch_size``."""
+    """``cfg``: ``root``, ``max_images``, ``paths`` (``fp32`` first: the reference), ``emulated_images``.
+    Images are tiled as denoise.py's defaults tile them."""
     names = ["fp32"] + [n for n in cfg.paths if n != "fp32"]
     predictors.check_paths(names)
     images, source = test_pairs(cfg.root, cfg.max_images)
-    ctx.notes.append(f"Quality: {source}; tiled like denoise.py (tile {cfg.tile}, overlap {cfg.overlap}).")
+    defaults = predictors.denoise_defaults(ctx.repo)
+    overlap = int(defaults.overlap)
+    margin = margin_for(defaults.get("margin", "auto"), overlap)
+    ctx.notes.append(
+        f"Quality: {source}; tiled as denoise.py's defaults tile them (overlap {overlap}, margin {margin})."
+    )
     reference: dict[str, torch.Tensor] = {}
     ref_psnr: dict[str, float] = {}
     rows = []
     for name in names:
         try:
-            predictor, path = predictors.build(name, ctx.checkpoint, "cpu", int(cfg.batch_size), ctx.cache_dir)
+            predictor, path = predictors.build(name, ctx.checkpoint, "cpu", 1, ctx.cache_dir)
         except Exception as err:  # noqa: BLE001 - a missing extra is reported, not fatal
             rows.append(Row("quality", name, note=f"skipped: {type(err).__name__}: {err}"))
             continue
         subset = images[: int(cfg.emulated_images)] if predictors.emulated_bf16(name, "cpu") else images
         psnr, max_diff = {}, 0.0
         for image_name, low, high in subset:
+            plan = plan_for(*low.shape, path, float(defaults.memory_gb), overlap, defaults.tile, defaults.batch_size)
             pred = sliding_window(
                 low,
                 predictor,
-                tile=int(cfg.tile),
-                overlap=int(cfg.overlap),
-                batch_size=int(cfg.batch_size),
+                tile=plan.tile,
+                overlap=overlap,
+                margin=margin,
+                batch_size=plan.batch_size,
                 bf16=path.bf16,
                 channels_last=path.channels_last,
             ).clamp_(0.0, 1.0)

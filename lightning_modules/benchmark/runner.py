@@ -20,7 +20,19 @@ from lightning_modules.benchmark.targets import check_targets
 from lightning_modules.inference.allocator import reuse_freed_memory
 from lightning_modules.inference.backends import bf16_native, choose_path
 
-SECTIONS = ("ceilings", "inference", "startup", "tiled", "quality", "training", "loader", "baselines", "gpu")
+SECTIONS = (
+    "ceilings",
+    "inference",
+    "startup",
+    "tiled",
+    "endtoend",
+    "seams",
+    "quality",
+    "training",
+    "loader",
+    "baselines",
+    "gpu",
+)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -122,8 +134,10 @@ def _model_rows(ctx: Context, size: int) -> list[Row]:
 def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Run the sections of ``cfg.sections``, print the table, write ``benchmark.md``/``.json``."""
     from lightning_modules.benchmark.classical import run_classical
+    from lightning_modules.benchmark.endtoend import run_endtoend
     from lightning_modules.benchmark.inference import run_inference
     from lightning_modules.benchmark.quality import run_quality
+    from lightning_modules.benchmark.seams import run_seams
     from lightning_modules.benchmark.tiled import run_startup, run_tiled
     from lightning_modules.benchmark.training import run_loader, run_training
 
@@ -150,6 +164,8 @@ def run_benchmark(cfg: DictConfig) -> dict[str, Any]:
         "inference": lambda: run_inference(ctx, cfg.inference),
         "tiled": lambda: run_tiled(ctx, cfg.tiled),
         "startup": lambda: run_startup(ctx, cfg.startup),
+        "endtoend": lambda: run_endtoend(ctx, cfg.endtoend),
+        "seams": lambda: run_seams(ctx, cfg.seams),
         "quality": lambda: run_quality(ctx, cfg.quality),
         "training": lambda: run_training(ctx, cfg.training, data_cfg),
         "loader": lambda: run_loader(ctx, cfg.loader, data_cfg),

@@ -14,7 +14,7 @@ from lightning_modules.benchmark import predictors
 from lightning_modules.benchmark.context import Context
 from lightning_modules.benchmark.measure import ProcessResult, run_process
 from lightning_modules.benchmark.report import Row
-from lightning_modules.inference.tiling import count_tiles
+from lightning_modules.inference.tile_plan import plan_for
 
 SUMMARY = re.compile(r"([\d.]+) Mpix, ([\d.]+) s,")
 
@@ -69,9 +69,9 @@ def _prepare_onnx(ctx: Context) -> None:
 def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
     """``cfg``: ``sizes``, ``paths``, ``up_to`` (path -> the largest size it runs at; others run at every
     size), ``emulated_bf16_size`` (bf16 without native support runs on one image of this size only),
-    ``tile``, ``overlap``, ``batch_size``, ``timeout_s``."""
+    ``timeout_s``. denoise.py tiles with its own defaults."""
     predictors.check_paths(list(cfg.paths))
-    settings = [f"tile={cfg.tile}", f"overlap={cfg.overlap}", f"batch_size={cfg.batch_size}"]
+    defaults = predictors.denoise_defaults(ctx.repo)
     limits = {str(k): int(v) for k, v in (cfg.get("up_to") or {}).items()}
     rows: list[Row] = []
     if "onnxruntime" in cfg.paths:
@@ -91,9 +91,8 @@ def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
         if not names:
             continue
         image = test_image(ctx, size)
-        tiles = count_tiles(size, size, int(cfg.tile), int(cfg.overlap))
         for name in names:
-            result = run_denoise(ctx, image, name, predictors.denoise_overrides(name) + settings, float(cfg.timeout_s))
+            result = run_denoise(ctx, image, name, predictors.denoise_overrides(name), float(cfg.timeout_s))
             if result.returncode != 0:
                 rows.append(
                     Row(
@@ -108,7 +107,8 @@ def run_tiled(ctx: Context, cfg: Any) -> list[Row]:
             loop_s = float(match.group(2)) if match else None
             rate = size * size / 1e6 / result.seconds
             path = predictors.inference_path(name, "cpu")
-            notes = [path.describe(), f"{tiles} tile{'s' if tiles != 1 else ''}", f"process {result.seconds:.1f} s"]
+            plan = plan_for(size, size, path, float(defaults.memory_gb), int(defaults.overlap))
+            notes = [path.describe(), plan.describe(size, size), f"process {result.seconds:.1f} s"]
             if loop_s is not None:
                 notes.append(f"denoising loop {loop_s:.1f} s")
             if name in emulated:
