@@ -9,12 +9,11 @@ from omegaconf import ListConfig
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules import SAMPLE_ROOT
-from datamodules.datasets import PairedImageDataset, SimulatedPairDataset
+from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose
-from datamodules.noisy import NoisyImageDataset, noisy_split
-from datamodules.splits import check_fractions, clean_split, eval_seed
+from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")
 
@@ -213,7 +212,7 @@ class NoisyDataModule(_DenoisingDataModule):
 
     ``root``: ``root/{train,val,test}/low/`` (the paired layout's low-dose half), ``root/{train,val,test}/``,
     or one flat folder split by file-name hash (``val_fraction``/``test_fraction``), PNG/JPEG/TIFF/DICOM.
-    Samples are ``{"low", "name", "source"}``; see :mod:`datamodules.noisy`.
+    Samples are ``{"low", "name", "source"}``; see :class:`datamodules.datasets.NoisyImageDataset`.
     """
 
     has_targets = False

@@ -35,17 +35,42 @@ class _ImageCache:
         return tensor
 
 
-def _augment(
-    images: list[torch.Tensor], patch_size: int | None, augment: bool, name: str, min_foreground: float = 0.0
-) -> list[torch.Tensor]:
-    if patch_size is not None:
-        images = random_aligned_crop(images, patch_size, name=name, min_foreground=min_foreground)
-    if augment:
-        images = random_dihedral(images)
-    return images
+class _ImageFileDataset(Dataset):
+    """What every dataset here shares: ``patches_per_image`` samples per item, read through a cache,
+    cropped to ``patch_size`` (``None``: full images) and flipped/rotated when ``augment``."""
+
+    def __init__(
+        self,
+        items: list,
+        patch_size: int | None,
+        augment: bool,
+        patches_per_image: int,
+        cache: bool,
+        min_foreground: float,
+    ) -> None:
+        self._items = items
+        self.patch_size = patch_size
+        self.augment = augment
+        self.patches_per_image = patches_per_image
+        self.min_foreground = min_foreground
+        self._cache = _ImageCache(cache)
+
+    def __len__(self) -> int:
+        return len(self._items) * self.patches_per_image
+
+    def _item(self, index: int):
+        return self._items[index // self.patches_per_image]
+
+    def _crop(self, images: list[torch.Tensor], name: str) -> list[torch.Tensor]:
+        """The same random patch and dihedral view of every image; ``min_foreground`` looks at the last one."""
+        if self.patch_size is not None:
+            images = random_aligned_crop(images, self.patch_size, name=name, min_foreground=self.min_foreground)
+        if self.augment:
+            images = random_dihedral(images)
+        return images
 
 
-class PairedImageDataset(Dataset):
+class PairedImageDataset(_ImageFileDataset):
     """Real low-/high-dose pairs read from disk.
 
     Args:
@@ -67,32 +92,57 @@ class PairedImageDataset(Dataset):
         cache: bool = False,
         min_foreground: float = 0.0,
     ) -> None:
+        super().__init__(pairs, patch_size, augment, patches_per_image, cache, min_foreground)
         self.pairs = pairs
-        self.min_foreground = min_foreground
-        self.patch_size = patch_size
-        self.augment = augment
-        self.patches_per_image = patches_per_image
-        self._cache = _ImageCache(cache)
-
-    def __len__(self) -> int:
-        return len(self.pairs) * self.patches_per_image
 
     def source(self, index: int) -> str:
         """The low-dose file of sample ``index`` (named when the sample cannot be loaded)."""
-        return str(self.pairs[index // self.patches_per_image].low)
+        return str(self._item(index).low)
 
     def __getitem__(self, index: int) -> Sample:
-        pair = self.pairs[index // self.patches_per_image]
+        pair = self._item(index)
         low, high = self._cache.load(pair.low), self._cache.load(pair.high)
         if low.shape != high.shape:
             raise ValueError(
                 f"{pair.low}: size {tuple(low.shape[-2:])} differs from {pair.high} {tuple(high.shape[-2:])}"
             )
-        low, high = _augment([low, high], self.patch_size, self.augment, str(pair.low), self.min_foreground)
+        low, high = self._crop([low, high], str(pair.low))
         return {"low": low, "high": high, "name": pair.name, "source": str(pair.low)}
 
 
-class SimulatedPairDataset(Dataset):
+class NoisyImageDataset(_ImageFileDataset):
+    """Noisy images alone (``data=noisy``, self-supervised training): samples ``{"low", "name", "source"}``.
+
+    Args:
+        images: the noisy image files.
+        patch_size, augment, patches_per_image, cache, min_foreground: as in
+            :class:`PairedImageDataset`; the foreground test looks at the noisy image itself (there is
+            no clean one).
+    """
+
+    def __init__(
+        self,
+        images: list[Path],
+        patch_size: int | None = None,
+        augment: bool = False,
+        patches_per_image: int = 1,
+        cache: bool = False,
+        min_foreground: float = 0.0,
+    ) -> None:
+        super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground)
+        self.images = images
+
+    def source(self, index: int) -> str:
+        """The file of sample ``index`` (named when the sample cannot be loaded)."""
+        return str(self._item(index))
+
+    def __getitem__(self, index: int) -> Sample:
+        path = self._item(index)
+        (low,) = self._crop([self._cache.load(path)], str(path))
+        return {"low": low, "name": path.name, "source": str(path)}
+
+
+class SimulatedPairDataset(_ImageFileDataset):
     """Clean images from disk with low-dose counterparts simulated on the fly.
 
     Args:
@@ -116,27 +166,19 @@ class SimulatedPairDataset(Dataset):
         seed: int | None = None,
         min_foreground: float = 0.0,
     ) -> None:
+        super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground)
         self.images = images
-        self.min_foreground = min_foreground
         self.noise = noise
         self.dose = dose
-        self.patch_size = patch_size
-        self.augment = augment
-        self.patches_per_image = patches_per_image
         self.seed = seed
-        self._cache = _ImageCache(cache)
-
-    def __len__(self) -> int:
-        return len(self.images) * self.patches_per_image
 
     def source(self, index: int) -> str:
         """The clean file of sample ``index`` (named when the sample cannot be loaded)."""
-        return str(self.images[index // self.patches_per_image])
+        return str(self._item(index))
 
     def __getitem__(self, index: int) -> Sample:
-        image_index = index // self.patches_per_image
-        path = self.images[image_index]
-        (high,) = _augment([self._cache.load(path)], self.patch_size, self.augment, str(path), self.min_foreground)
+        path = self._item(index)
+        (high,) = self._crop([self._cache.load(path)], str(path))
         generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + index)
         dose = sample_dose(self.dose, generator)
         low = self.noise.simulate(high, dose, generator)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from datamodules.io.pairing import DatasetLayoutError, find_clean_images
+from datamodules.io.pairing import DatasetLayoutError, find_clean_images, list_images
 
 # Seed offsets keep validation and test noise independent of each other (and of train-split reports).
 SPLIT_SEED_OFFSET = {"val": 0, "test": 1_000_000, "train": 2_000_000}
@@ -49,6 +49,25 @@ def clean_split(root: Path, split: str, val_fraction: float, test_fraction: floa
             f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction})"
         )
     return chosen
+
+
+def noisy_split(root: Path, split: str, val_fraction: float, test_fraction: float) -> list[Path]:
+    """The low-dose images of ``split`` (``data=noisy``): ``root/split/low/`` in the paired layout (its
+    low-dose half), else as :func:`clean_split` picks clean images (``root/split/`` or a flat folder
+    split by file-name hash). Files are listed, not read: training's pre-flight decodes them.
+
+    Raises:
+        DatasetLayoutError: ``root`` (or the split's folder) holds no image files; the message names it.
+    """
+    root = Path(root)
+    if (root / split / "low").is_dir():
+        return find_clean_images(root / split / "low")
+    if not (root / split).is_dir() and not (root / "train").is_dir() and not list_images(root):
+        hint = f"; the low-dose images are in {root / 'low'}?" if (root / "low").is_dir() else ""
+        raise DatasetLayoutError(
+            f"data.root={root}: no PNG, JPEG, TIFF or DICOM images in it (nor train/, val/, test/ folders){hint}"
+        )
+    return clean_split(root, split, val_fraction, test_fraction)
 
 
 def eval_seed(seed: int, split: str) -> int:

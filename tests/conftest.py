@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,15 @@ def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
         image += np.sin(2 * np.pi * (fy * y + fx * x) + phase * 6)
     image = (image - image.min()) / (image.max() - image.min() + 1e-9)
     return (0.1 + 0.8 * image).astype(np.float32)
+
+
+def truncate_file(source: Path, target: Path | None = None, keep: float = 0.5) -> str:
+    """Write the first ``keep`` of ``source``'s bytes to ``target`` (default: over ``source``); its header
+    usually still reads, the pixels do not. Returns the SHA-256 of the written file."""
+    data = source.read_bytes()
+    target = target or source
+    target.write_bytes(data[: int(len(data) * keep)])
+    return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
 def make_paired_dataset(root: Path, sizes: dict[str, int], shape=(64, 64), seed: int = 0) -> Path:

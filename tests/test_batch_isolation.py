@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, make_paired_dataset
+from conftest import compose_config, make_paired_dataset, truncate_file
 from omegaconf import OmegaConf
 
 from lightning_modules.inference.evaluate import evaluate
@@ -34,18 +34,11 @@ def run(tmp_path) -> tuple[Path, Path]:
     return run_dir, data
 
 
-def damage(path: Path) -> str:
-    """Cut ``path`` in half (its header still reads); return the checksum of the damaged file."""
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_test_script_evaluates_the_others_and_lists_the_unreadable_image(run, tmp_path):
     run_dir, data = run
     bad = data / "test" / "low" / "img_1.png"
     good = bad.read_bytes()
-    checksum = damage(bad)
+    checksum = truncate_file(bad)
     results = tmp_path / "results"
     overrides = [f"run={run_dir}", f"ckpt={run_dir / 'checkpoints' / 'best_model.pth'}", f"results_dir={results}"]
     summary = evaluate(compose_config("test", overrides))
@@ -64,7 +57,7 @@ def test_test_script_evaluates_the_others_and_lists_the_unreadable_image(run, tm
 def test_report_covers_the_readable_images_and_lists_the_unreadable_one(run, tmp_path):
     run_dir, data = run
     bad = data / "test" / "high" / "img_0.png"
-    damage(bad)
+    truncate_file(bad)
     out = tmp_path / "report"
     cfg = compose_config(
         "report",

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import truncate_file
 from PIL import Image
 
 from datamodules.io.images import ImageInfo, ImageReadError, read_image, to_stored, write_image
@@ -43,8 +44,7 @@ def test_unreadable_and_truncated_files_name_the_file(tmp_path):
     with pytest.raises(ImageReadError, match="junk.png"):
         read_image(tmp_path / "junk.png")
     write_image(tmp_path / "full.png", np.random.default_rng(0).random((64, 64)), ImageInfo(8, ".png"))
-    data = (tmp_path / "full.png").read_bytes()
-    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    truncate_file(tmp_path / "full.png", tmp_path / "cut.png")
     with pytest.raises(ImageReadError, match="cut.png"):
         read_image(tmp_path / "cut.png")
     with pytest.raises(ImageReadError, match="missing.png: file not found"):

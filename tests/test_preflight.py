@@ -8,17 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_train_config
+from conftest import tiny_train_config, truncate_file
 from PIL import Image
 
 from datamodules.io.pairing import DatasetLayoutError
 from datamodules.preflight import decode_all
 from lightning_modules.training.train import train
-
-
-def truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 def colour(path: Path) -> None:
@@ -35,9 +30,9 @@ def assert_nothing_trained(run_dir: Path) -> None:
 @pytest.mark.parametrize(
     "split, side, damage, reason",
     [
-        ("train", "low", truncate, "cannot read image"),
+        ("train", "low", truncate_file, "cannot read image"),
         ("val", "high", colour, "colour image"),
-        ("test", "high", truncate, "cannot read image"),
+        ("test", "high", truncate_file, "cannot read image"),
     ],
 )
 def test_a_bad_image_in_any_split_is_named_before_training(tmp_path, paired_root, split, side, damage, reason):
@@ -71,7 +66,7 @@ def test_decode_cache_skips_unchanged_files_and_rechecks_changed_ones(tmp_path, 
     again = decode_all(files, cache_file=cache, progress=False)
     assert (again.decoded, again.cached) == (0, len(files))
     # a file replaced after the check (new size and time) is decoded again, and found bad
-    truncate(files[0])
+    truncate_file(files[0])
     os.utime(files[0], ns=(1, 1))
     with pytest.raises(DatasetLayoutError, match=rf"{files[0]}: cannot read image"):
         decode_all(files, cache_file=cache, progress=False)
@@ -83,7 +78,7 @@ def test_decode_cache_skips_unchanged_files_and_rechecks_changed_ones(tmp_path, 
 def test_every_bad_file_is_listed_in_one_error(tmp_path, paired_root):
     bad = [paired_root / "train" / "low" / f"img_{k}.png" for k in range(3)]
     for path in bad:
-        truncate(path)
+        truncate_file(path)
     (paired_root / "train" / "gone.png").write_bytes(b"")
     with pytest.raises(DatasetLayoutError) as raised:
         decode_all([*sorted(paired_root.rglob("*.png"))], progress=False)
@@ -95,7 +90,7 @@ def test_every_bad_file_is_listed_in_one_error(tmp_path, paired_root):
 
 def test_preflight_can_be_switched_off(tmp_path, paired_root):
     bad = paired_root / "train" / "low" / "img_0.png"
-    truncate(bad)
+    truncate_file(bad)
     cfg = tiny_train_config(
         tmp_path / "run", ["data=pairs", f"data.root={paired_root}", "test=false", "preflight.decode=false"]
     )

@@ -304,8 +304,13 @@ def test_noisy_data_errors_name_the_folder_or_file(tmp_path):
         NoisyDataModule(str(empty)).setup("fit")
     broken = _noisy_folder(tmp_path / "broken", 12)
     (broken / "scan_03.png").write_bytes(b"not a png")
-    with pytest.raises(ImageReadError, match="scan_03.png"):
-        NoisyDataModule(str(broken), val_fraction=0.0, test_fraction=0.0).setup("fit")
+    run_dir = tmp_path / "logs" / "train" / "runs" / "broken"
+    cfg = tiny_train_config(run_dir, ["data=noisy", f"data.root={broken}", "training=neighbor2neighbor", "test=false"])
+    from lightning_modules.training.train import train
+
+    with pytest.raises((ImageReadError, DatasetLayoutError), match=r"scan_03.png"):  # named before step 1
+        train(cfg)
+    assert not (run_dir / "checkpoints").exists()
 
 
 # --- end to end --------------------------------------------------------------------------------

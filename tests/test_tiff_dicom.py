@@ -4,6 +4,7 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
+from conftest import truncate_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
@@ -115,8 +116,7 @@ def test_unsupported_tiff_type_and_truncated_tiff(tmp_path):
     with pytest.raises(ImageReadError, match="i32.tif: unsupported TIFF sample type int32"):
         read_image(tmp_path / "i32.tif")
     tifffile.imwrite(tmp_path / "full.tif", np.random.default_rng(0).integers(0, 65535, (64, 64)).astype(np.uint16))
-    data = (tmp_path / "full.tif").read_bytes()
-    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 3])
+    truncate_file(tmp_path / "full.tif", tmp_path / "cut.tif", keep=1 / 3)
     with pytest.raises(ImageReadError, match="cut.tif"):
         read_image(tmp_path / "cut.tif")
 

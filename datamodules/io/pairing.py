@@ -79,5 +79,5 @@ def find_clean_images(folder: str | os.PathLike) -> list[Path]:
     """Clean images directly in ``folder``; raises :class:`DatasetLayoutError` if there are none."""
     images = list_images(folder)
     if not images:
-        raise DatasetLayoutError(f"{folder}: no PNG or JPEG images (empty split)")
+        raise DatasetLayoutError(f"{folder}: no PNG, JPEG, TIFF or DICOM images (empty split)")
     return images

@@ -131,8 +131,7 @@ REPORT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 EXPORT_KEYS: dict[str, tuple[str, ...]] = {
-    "ckpt": (PATH,),
-    "run": (PATH, NULL),
+    **_MODEL_CHOICE,  # export.py has no device key; absent keys are not checked
     "output": (PATH,),
     "half": (BOOL,),
     "overwrite": (BOOL,),
