@@ -76,22 +76,31 @@ def test_fast_unet_equals_eager(net):
 
 
 def test_fp32_tail_in_row_stripes_equals_one_pass(net, monkeypatch):
-    """The last decoder blocks run in fp32 on row stripes (bounded memory): the same output as one pass,
-    and with bf16 autocast they stay fp32."""
+    """The last decoder blocks run on row stripes (bounded memory): the same output as one pass; the
+    fp32 block stays fp32 with bf16 weights before it and under bf16 autocast."""
     from lightning_modules.nets import fast_unet
 
     x = torch.rand(1, 1, 160, 96)
-    tail = FastUnet(HPARAMS, net.state_dict(), fused=True, fp32_blocks=2)
+    tail = FastUnet(HPARAMS, net.state_dict(), fused=True, fp32_blocks=1, stripe_blocks=2)
+    assert tail.tail == len(tail.decoder) - 2 and tail.fp32_from == len(tail.decoder) - 1
     with torch.no_grad():
         monkeypatch.setattr(fast_unet, "stripe_rows", lambda width: 64)  # three stripes (64 + 64 + 32 rows)
         striped = tail(x)
         monkeypatch.setattr(fast_unet, "stripe_rows", lambda width: 10**6)
         torch.testing.assert_close(striped, tail(x), atol=1e-6, rtol=0)
         torch.testing.assert_close(striped, _reference(net, x), atol=1e-4, rtol=1e-4)
+        bf16 = FastUnet(HPARAMS, net.state_dict(), fused=True, dtype=torch.bfloat16, fp32_blocks=1, stripe_blocks=2)
+        assert bf16.decoder[-2].conv1.weight.dtype == torch.bfloat16  # the half-resolution block: bf16
+        assert bf16.decoder[-1].conv1.weight.dtype == torch.float32 and bf16.head.weight.dtype == torch.float32
+        monkeypatch.setattr(fast_unet, "stripe_rows", lambda width: 64)
+        low = bf16(x)
+        monkeypatch.setattr(fast_unet, "stripe_rows", lambda width: 10**6)
+        torch.testing.assert_close(low, bf16(x), atol=1e-6, rtol=0)  # striping changes nothing in bf16 either
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = FastUnet(HPARAMS, net.state_dict(), fp32_blocks=2)(x)
-    error = (mixed - striped).abs()  # bf16 encoder: noise through an untrained network
-    assert mixed.dtype == torch.float32 and float(error.max()) < 0.15 and float(error.mean()) < 0.01
+            mixed = FastUnet(HPARAMS, net.state_dict(), fp32_blocks=1, stripe_blocks=2)(x)
+    for approximate in (low, mixed):  # bf16 encoder: noise through an untrained network
+        error = (approximate - striped).abs()
+        assert approximate.dtype == torch.float32 and float(error.max()) < 0.15 and float(error.mean()) < 0.01
 
 
 def test_fast_unet_refuses_what_it_cannot_fold(net):

@@ -104,3 +104,20 @@ def test_bad_tiling_settings_are_refused():
         sliding_window(torch.rand(1, 64, 64), lambda x: x)
     with pytest.raises(ValueError, match="2 \\* margin < overlap"):
         sliding_window(torch.rand(600, 600), lambda x: x, tile=256, overlap=64, margin=32)
+
+
+def test_memory_goes_back_around_tiled_images_but_not_around_one_whole_pass(monkeypatch):
+    """A whole-image pass within a budget keeps its freed memory for the next image (no page faults
+    again); several tiles, or no budget, hand it back before and after."""
+    from lightning_modules.inference import tiling
+
+    calls = []
+    monkeypatch.setattr(tiling, "release_freed_memory", lambda: calls.append(1))
+    image = torch.rand(96, 96)
+    identity = lambda batch: batch  # noqa: E731
+    whole = sliding_window(image, identity, tile=128, overlap=32, memory_mb=1e6)
+    assert calls == [] and torch.equal(whole, image)
+    sliding_window(image, identity, tile=64, overlap=32, margin=8, memory_mb=1e6)
+    assert len(calls) == 2
+    sliding_window(image, identity, tile=128, overlap=32)
+    assert len(calls) == 4

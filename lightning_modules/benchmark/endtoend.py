@@ -30,6 +30,7 @@ from lightning_modules.inference.tile_plan import margin_for, plan_for
 from lightning_modules.inference.tiling import sliding_window
 from lightning_modules.nets.checkpoints import read_checkpoint
 from lightning_modules.nets.fast_unet import FP32_DECODER_BLOCKS, FastUnet
+from lightning_modules.nets.fast_unet import STRIPE_DECODER_BLOCKS as STRIPES
 
 
 def image_folder(ctx: Context, size: int, count: int) -> Path:
@@ -125,6 +126,7 @@ class Lever:
     bf16: bool  # bf16 at all (fused: bf16 weights; else autocast)
     fp32_blocks: int
     tiles: dict[str, Any]  # sliding_window settings, or {"plan": True, ...} for denoise.py's plan
+    stripe_blocks: int = 0
 
 
 def levers(defaults: Any) -> list[Lever]:
@@ -134,7 +136,7 @@ def levers(defaults: Any) -> list[Lever]:
     new = {"plan": True, "overlap": overlap, "margin": margin_for(defaults.get("margin", "auto"), overlap), "align": 32}
     fp32 = [
         Lever("fp32 fused, 512/128 tiles ×4 (old default without bf16)", True, False, 0, old),
-        Lever("fp32 fused, planned tiles (default without bf16)", True, False, FP32_DECODER_BLOCKS, new),
+        Lever("fp32 fused, planned tiles (default without bf16)", True, False, FP32_DECODER_BLOCKS, new, STRIPES),
     ]
     if not bf16_native("cpu"):
         return fp32
@@ -142,7 +144,15 @@ def levers(defaults: Any) -> list[Lever]:
         Lever("bf16 autocast, 512/128 tiles ×4 (old default)", False, True, 0, old),
         Lever("bf16 fused, 512/128 tiles ×4", True, True, 0, old),
         Lever("bf16 fused, planned tiles, all bf16", True, True, 0, new),
-        Lever("bf16 fused + fp32 decoder tail, planned tiles (default)", True, True, FP32_DECODER_BLOCKS, new),
+        Lever("bf16 fused + 2 fp32 decoder blocks, planned tiles (previous default)", True, True, 2, new, STRIPES),
+        Lever(
+            "bf16 fused + fp32 last decoder block, planned tiles (default)",
+            True,
+            True,
+            FP32_DECODER_BLOCKS,
+            new,
+            STRIPES,
+        ),
         *fp32,
     ]
 
@@ -158,7 +168,14 @@ def run_levers(ctx: Context, size: int, repeats: int) -> list[Row]:
     jobs = []
     for lever in levers(defaults):
         dtype = torch.bfloat16 if lever.bf16 and lever.fused else torch.float32
-        net = FastUnet(hparams, state, fused=lever.fused, dtype=dtype, fp32_blocks=lever.fp32_blocks).eval()
+        net = FastUnet(
+            hparams,
+            state,
+            fused=lever.fused,
+            dtype=dtype,
+            fp32_blocks=lever.fp32_blocks,
+            stripe_blocks=lever.stripe_blocks,
+        ).eval()
         settings = dict(lever.tiles)
         if settings.pop("plan", False):
             path = InferencePath("fast", bf16=lever.bf16, channels_last=True, fused=lever.fused)

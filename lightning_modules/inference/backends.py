@@ -27,7 +27,13 @@ from torch import nn
 
 from lightning_modules.inference.allocator import reuse_freed_memory
 from lightning_modules.nets.checkpoints import build_network, read_checkpoint, state_fingerprint
-from lightning_modules.nets.fast_unet import FP32_DECODER_BLOCKS, FastUnet, fused_ops_available, unsupported_reason
+from lightning_modules.nets.fast_unet import (
+    FP32_DECODER_BLOCKS,
+    STRIPE_DECODER_BLOCKS,
+    FastUnet,
+    fused_ops_available,
+    unsupported_reason,
+)
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "fast", "torch", "compile", "onnxruntime")
@@ -134,7 +140,14 @@ def load_predictor(
         reason = unsupported_reason(hparams, state)
         if reason is None:
             dtype = torch.bfloat16 if path.fused and path.bf16 else torch.float32
-            net = FastUnet(hparams, state, fused=path.fused, dtype=dtype, fp32_blocks=FP32_DECODER_BLOCKS)
+            net = FastUnet(
+                hparams,
+                state,
+                fused=path.fused,
+                dtype=dtype,
+                fp32_blocks=FP32_DECODER_BLOCKS,
+                stripe_blocks=STRIPE_DECODER_BLOCKS,
+            )
         else:
             net = build_network(hparams, state)
             if path.backend == "fast":

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from datamodules.io.atomic import ensure_writable_dir
 from datamodules.io.images import ImageInfo, ImageReadError, is_image_file, read_image, write_image
 from datamodules.io.pairing import list_images
+from lightning_modules.inference.allocator import release_if_above
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.failures import write_failures
@@ -101,6 +102,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     net = with_tta(net, cfg.get("tta"))
 
     todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]
+    memory_limit_mb = release_limit_mb(float(cfg.memory_gb))
     skipped = len(jobs) - len(todo)
     console = Console(stderr=True)
     start, pixels = time.perf_counter(), 0
@@ -130,7 +132,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
                 tile=plan.tile,
                 overlap=overlap,
                 margin=margin,
-                memory_mb=release_limit_mb(float(cfg.memory_gb)),
+                memory_mb=memory_limit_mb,
                 batch_size=plan.batch_size,
                 device=device,
                 bf16=path.bf16,
@@ -140,6 +142,8 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             if target.suffix.lower() != source.suffix.lower():
                 info = ImageInfo(bit_depth=8, suffix=target.suffix.lower())
             write_image(target, result.clamp_(0.0, 1.0).numpy(), info)
+            del result
+            release_if_above(memory_limit_mb)  # between images: what a whole-image pass kept for reuse
             pixels += height * width
             progress.remove_task(tiles_task)
             progress.advance(files_task)

@@ -169,10 +169,11 @@ def sliding_window(
     tile_h, tile_w = _sides(tile, height, width, align)
     if (tile_h < height and overlap >= tile_h) or (tile_w < width and overlap >= tile_w):
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={(tile_h, tile_w)}")
-    release_freed_memory()  # what the caller freed (e.g. the image reader's temporaries) must not add to the peak
     rows, row_w = _axis(height, tile_h, overlap, margin, align)
     cols, col_w = _axis(width, tile_w, overlap, margin, align)
     boxes = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+    # What the caller freed (e.g. the image reader's temporaries) must not add to the peak.
+    _release(memory_mb, len(boxes))
     out = torch.zeros(height, width, dtype=torch.float32)
     device = torch.device(device)
     for first in range(0, len(boxes), batch_size):
@@ -186,11 +187,22 @@ def sliding_window(
         release_if_above(memory_mb)
         if on_tile is not None:
             on_tile(len(chunk))
-    release_freed_memory()  # the tiles' working memory, kept for reuse between batches, goes back now
+    # The tiles' working memory, kept for reuse between batches, goes back before the result is written.
+    _release(memory_mb, len(boxes))
     row_sum, col_sum = _coverage(height, rows, row_w), _coverage(width, cols, col_w)
     for start in range(0, height, 1024):  # in row chunks: no image-sized temporary
         out[start : start + 1024].div_(row_sum[start : start + 1024, None] * col_sum[None, :])
     return out
+
+
+def _release(memory_mb: float | None, passes: int) -> None:
+    """Hand freed memory back to the system around a tiled image (several passes: large images, whose
+    reader temporaries and fragmented tile memory would raise the peak), or always when there is no
+    budget. Not around one whole-image pass within a budget: the plan fitted that pass into it, the
+    result's writing and the next image of the same size reuse its freed memory instead of faulting
+    it in again (2048²: 0.29 s of a 1.3 s pass), and the caller checks the budget between images."""
+    if memory_mb is None or passes > 1:
+        release_freed_memory()
 
 
 def _coverage(length: int, starts: list[int], profiles: list[torch.Tensor]) -> torch.Tensor:

@@ -10,7 +10,9 @@ decoder attention), rewritten for inference with torch alone:
   the kernels ``torch.compile`` uses on CPU): ≈ 1.5× eager ``channels_last`` on the CPU in fp32; with
   ``dtype=torch.bfloat16`` the weights and activations are bf16 (the same numbers as bf16 autocast,
   ≈ 1.3× faster than it where the CPU has native bf16) except in the last ``fp32_blocks`` decoder
-  blocks and the head, which stay fp32 (bf16 there is not accurate enough for this model);
+  blocks and the head, which stay fp32 (bf16 there is not accurate enough for this model); the last
+  ``stripe_blocks`` decoder blocks run on row stripes, so their full- and half-resolution
+  activations never exist for a whole tile;
 - it never imports ``segmentation_models_pytorch`` (timm, torchvision, torch._dynamo: seconds of
   start-up), so ``scripts/denoise.py`` reaches its first tile sooner.
 
@@ -33,8 +35,9 @@ from lightning_modules.nets.stripes import by_row_stripes, stripe_rows
 
 ENCODER_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 BN_EPS = 1e-5  # torchvision's and smp's BatchNorm eps (not stored in the state dict)
-FP32_DECODER_BLOCKS = 2  # half- and full-resolution decoder blocks + head: fp32 even on bf16 paths (see FastUnet)
-TAIL_HALO = 16  # rows around each stripe of the fp32 blocks: twice their receptive field (about 8 rows)
+FP32_DECODER_BLOCKS = 1  # the full-resolution decoder block + head: fp32 even on bf16 paths (see FastUnet)
+STRIPE_DECODER_BLOCKS = 2  # half- and full-resolution decoder blocks + head: on row stripes (memory)
+TAIL_HALO = 16  # rows around each stripe of the striped blocks: twice their receptive field (about 8 rows)
 
 
 def unsupported_reason(hparams: dict[str, Any], state: dict[str, torch.Tensor]) -> str | None:
@@ -150,9 +153,13 @@ class FastUnet(nn.Module):
         dtype: of the weights and activations (``torch.bfloat16``: bf16 without autocast; inputs are cast
             to it and outputs back to the input's dtype).
         fp32_blocks: the last decoder blocks (and the head) that always run in fp32, whatever ``dtype``
-            and autocast say. The shipped model's full- and half-resolution decoder activations reach
-            a few hundred on large images while the head's output is about 1: bf16's 8-bit mantissa
-            there moved some pixels by up to 0.9; with the last 2 blocks in fp32, by 0.02.
+            and autocast say. The shipped models' full-resolution decoder activations reach a few
+            hundred on large images while the head's output is about 1: all in bf16, the first
+            shipped model moved pixels by up to 0.11 against fp32 on 1536² radiographs; with the
+            last block in fp32 by 0.028, with the last 2 by 0.026 (the current one: 0.033 / 0.031 /
+            0.031), so 1 block (:data:`FP32_DECODER_BLOCKS`) and 15 % less time per pass.
+        stripe_blocks: the last decoder blocks (and the head) run on row stripes of about 1 Mpix
+            (at least ``fp32_blocks``; bit-identical to one pass, :mod:`~lightning_modules.nets.stripes`).
     """
 
     multiple = 32
@@ -164,6 +171,7 @@ class FastUnet(nn.Module):
         fused: bool = False,
         dtype: torch.dtype = torch.float32,
         fp32_blocks: int = 0,
+        stripe_blocks: int = 0,
     ) -> None:
         super().__init__()
         reason = unsupported_reason(hparams, state)
@@ -210,9 +218,11 @@ class FastUnet(nn.Module):
         self.head = unit("segmentation_head.0", None, 1, False)
         self.residual = bool(hparams.get("residual", False))
         self.fused, self.dtype = fused, dtype
-        self.tail = len(self.decoder) - fp32_blocks if fp32_blocks else None  # first decoder block kept in fp32
+        stripe_blocks = max(stripe_blocks, fp32_blocks)
+        self.tail = len(self.decoder) - stripe_blocks if stripe_blocks else None  # first striped decoder block
+        self.fp32_from = len(self.decoder) - fp32_blocks  # first decoder block kept in fp32
         if dtype != torch.float32:
-            low = [self.stem, self.layers, *self.decoder[: self.tail]] + ([] if self.tail is not None else [self.head])
+            low = [self.stem, self.layers, *self.decoder[: self.fp32_from]] + ([] if fp32_blocks else [self.head])
             for module in low:
                 module.to(dtype)
         if fused:
@@ -241,20 +251,26 @@ class FastUnet(nn.Module):
         if self.tail is None:
             out = self.head(y)
             return out + x if self.residual else out
-        with self._fp32_context(x):
-            if _tracing():
-                return self._fp32_tail(y, x, *skips)
-            # in row stripes: the fp32 activations at full and half resolution never exist for the whole input
-            height, width = x.shape[-2:]
-            return by_row_stripes(self._fp32_tail, [y, x, *skips], height, stripe_rows(width), TAIL_HALO)
+        if _tracing():
+            return self._striped_tail(y, x, *skips)
+        # in row stripes: the activations at full and half resolution never exist for the whole input
+        height, width = x.shape[-2:]
+        return by_row_stripes(self._striped_tail, [y, x, *skips], height, stripe_rows(width), TAIL_HALO)
 
-    def _fp32_tail(self, y: torch.Tensor, x: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
-        """The last decoder blocks and the head in fp32, on (a stripe of) their inputs."""
-        y, remaining = y.float(), [skip.float() for skip in skips]
-        for block in self.decoder[self.tail :]:
+    def _striped_tail(self, y: torch.Tensor, x: torch.Tensor, *skips: torch.Tensor) -> torch.Tensor:
+        """The last decoder blocks and the head, on (a stripe of) their inputs; from ``fp32_from`` on in fp32."""
+        remaining = list(skips)
+        for block in self.decoder[self.tail : self.fp32_from]:
             y = self._decode(block, y, remaining, x)
-        out = self.head(y)
-        return out + x.float() if self.residual else out
+        if self.fp32_from == len(self.decoder):  # no fp32 block: the head runs in the network's dtype
+            out = self.head(y)
+            return out + x if self.residual else out
+        with self._fp32_context(x):
+            y, remaining = y.float(), [skip.float() for skip in remaining]
+            for block in self.decoder[self.fp32_from :]:
+                y = self._decode(block, y, remaining, x)
+            out = self.head(y)
+            return out + x.float() if self.residual else out
 
     @staticmethod
     def _decode(block: DecoderBlock, y: torch.Tensor, skips: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
