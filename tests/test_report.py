@@ -108,6 +108,17 @@ def test_affine_fit_recovers_the_paired_degradation(tmp_path):
 # --- statistics -------------------------------------------------------------------------------------
 
 
+def test_flat_box_finds_the_flattest_bright_window():
+    from lightning_modules.report.figures import flat_box
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.3, 0.9, size=(96, 96))
+    image[:, :24] = 0.0  # dark background: flatter than anything, but not body
+    image[40:56, 60:76] = 0.5  # the one flat bright patch
+    assert flat_box(image, 16) == (40, 60)
+    assert flat_box(np.zeros((32, 32)), 8) == (0, 0)  # nothing bright: the flattest window anywhere
+
+
 def test_mean_ci_is_the_student_t_interval():
     stat = mean_ci([1.0, 2.0, 3.0, 4.0])
     half = 3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3) = 3.1824
@@ -215,6 +226,7 @@ def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
     assert "Dose-reduction factor" in markdown and "How it is computed" in markdown
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)
     assert "figures/curves.png" in figures and "figures/panels_dose_0.1.png" in figures
+    assert "figures/flat_dose_0.1.png" in figures and "figures/flat_dose_1.png" in figures
     for figure in figures:
         assert (out / figure).stat().st_size > 10_000
     assert (out / "report.html").is_file() and "<table>" in (out / "report.html").read_text()

@@ -22,7 +22,7 @@ from lightning_modules.inference.tiling import ALIGN, tile_starts
 
 # Peak working memory of one forward pass, (MB, MB per Mpix of input): an upper bound of the
 # process's peak RSS less its size before the pass (CPU, the shipped model, docs/inference.md).
-# FastUnet's fp32 decoder tail runs in stripes of about 1 Mpix (a fixed part), the rest grows with
+# FastUnet's last two decoder blocks run in stripes of about 1 Mpix (a fixed part), the rest grows with
 # the pixels; the other paths hold every activation.
 PASS_MEMORY = {
     ("fast", True): (400, 150),  # FastUnet, bf16: measured 493 MB at 1.05 Mpix, 639 at 2.4, 1034 at 4.2, 1263 at 9.4

@@ -138,6 +138,52 @@ def crop_box(error: np.ndarray, size: int) -> tuple[int, int]:
     return int(top), int(left)
 
 
+def flat_box(clean: np.ndarray, size: int, min_level: float = 0.2) -> tuple[int, int]:
+    """Top-left corner of the flattest ``size``×``size`` window of ``clean`` (smallest local standard
+    deviation) among windows whose mean is at least ``min_level`` (inside the body, not the dark
+    background); the whole image's flattest window when none is that bright."""
+    from scipy.ndimage import uniform_filter
+
+    height, width = clean.shape
+    size = min(size, height, width)
+    image = clean.astype(np.float64)
+    mean = uniform_filter(image, size=size, mode="constant")
+    spread = uniform_filter(image**2, size=size, mode="constant") - mean**2
+    half = size // 2
+    window = (slice(half, height - size + half + 1), slice(half, width - size + half + 1))
+    mean, spread = mean[window], spread[window]
+    candidates = np.where(mean >= min_level, spread, np.inf) if (mean >= min_level).any() else spread
+    top, left = np.unravel_index(int(np.argmin(candidates)), candidates.shape)
+    return int(top), int(left)
+
+
+def plot_flat_crops(case: PanelCase, methods: Sequence[str], path: str | Path, size: int = 48, title: str = "") -> Path:
+    """One image's flattest body region (:func:`flat_box`), enlarged without smoothing, for every method and
+    the clean image: where a pixel-scale texture (dithering) or leftover noise shows first."""
+    clean = case.clean[0].numpy()
+    top, left = flat_box(clean, size)
+    columns = [*methods, "clean"]
+    fig = Figure(figsize=(2.4 * len(columns), 2.9), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    window = (slice(top, top + size), slice(left, left + size))
+    reference = clean[window]
+    low, high = float(np.percentile(reference, 1)) - 0.05, float(np.percentile(reference, 99)) + 0.05
+    for ax, column in zip(axes, columns):
+        image = clean if column == "clean" else case.outputs[column][0].numpy()
+        crop = image[window]
+        heading = LABELS.get(column, column)
+        if column != "clean":
+            heading += f"\nstd of error {float(np.std(crop - reference)):.4f}"
+        ax.imshow(crop, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+        ax.set_title(heading, fontsize=8.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_ylabel(f"{case.name}\n{size}×{size} at ({left}, {top})", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_panels(cases: Sequence[PanelCase], methods: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Rows of ``noisy | baselines | model | clean | |model − clean|`` with a zoomed crop under each row.
 

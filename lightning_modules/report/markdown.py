@@ -267,7 +267,8 @@ def training_dose(summary: dict[str, Any]) -> str:
 def render_report(
     summary: dict[str, Any], figures: dict[str, str], run_config_yaml: str, report_config_yaml: str
 ) -> str:
-    """The whole report; ``figures`` maps ``"curves"`` and ``"panels <dose>"`` to relative PNG paths."""
+    """The whole report; ``figures`` maps ``"curves"``, ``"panels <dose>"`` and ``"flat region <dose>"``
+    to relative PNG paths."""
     methods = ", ".join(LABELS.get(m, m) for m in summary["methods"])
     intro = (
         f"{summary['images']} {summary['split']} images of `{summary['data_root']}`; "
@@ -305,6 +306,16 @@ def render_report(
         for dose, path in panels:
             heading = "Real pairs" if dose == PAIRED else f"Dose {dose}"
             lines += [f"### {heading}", "", f"![examples at {dose_label(dose)}]({path})", ""]
+            flat = figures.get(f"flat region {dose}")
+            if flat:
+                lines += [
+                    "The median image's flattest body region (smallest spread of the clean image among windows "
+                    "brighter than 0.2), enlarged without smoothing and on the clean crop's grey range: where "
+                    "leftover noise or a pixel-scale texture shows first.",
+                    "",
+                    f"![flattest region at {dose_label(dose)}]({flat})",
+                    "",
+                ]
     lines += ["## All numbers", "", detail_table(summary), ""]
     timing = [[LABELS.get(m, m), f"{s:.3f}"] for m, s in summary["seconds_per_image"].items()]
     lines += ["## Time per image", "", markdown_table(["method", "seconds per image and dose"], timing), ""]

@@ -35,7 +35,7 @@ from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.metrics import METRIC_NAMES
 from lightning_modules.report.document import checkpoint_info, software_versions, write_document
-from lightning_modules.report.figures import Curve, PanelCase, plot_dose_curves, plot_panels
+from lightning_modules.report.figures import Curve, PanelCase, plot_dose_curves, plot_flat_crops, plot_panels
 from lightning_modules.report.inputs import (
     EvalImage,
     data_root,
@@ -300,6 +300,10 @@ def write_figures(
         heading = "real pairs" if condition == PAIRED else f"dose {key}"
         plot_panels(cases, study.methods, folder / name, title=f"{heading}: best, median and worst image by model PSNR")
         figures[f"panels {key}"] = f"figures/{name}"
+        median = next((case for case in cases if "median" in case.label.split(" = ")), cases[len(cases) // 2])
+        flat = f"flat_{'paired' if condition == PAIRED else 'dose_' + key}.png"
+        plot_flat_crops(median, study.methods, folder / flat, title=f"{heading}: flattest body region, enlarged")
+        figures[f"flat region {key}"] = f"figures/{flat}"
     return figures
 
 
