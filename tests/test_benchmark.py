@@ -337,7 +337,8 @@ def test_endtoend_and_seams_sections_run_tiny(tmp_path):
         row["value"] >= 0 and "% of pixels > 2/255" in row["note"] for row in seams if "whole vs" not in row["case"]
     )
     targets = {t["name"]: t for t in report["targets"]}
-    assert targets["denoise.py end to end vs ONNX Runtime bare"]["status"] in ("met", "missed", "n/a")
+    assert targets["denoise.py end to end vs ONNX Runtime bare"]["status"] == "n/a"  # not the target's 8×2048²
+    assert "2×64²" in targets["denoise.py end to end vs ONNX Runtime bare"]["note"]
     assert targets["seams"]["status"] in ("met", "missed")
     assert (
         "| endtoend | denoise.py default, start included | 2×64² |" in (tmp_path / "run" / "benchmark.md").read_text()

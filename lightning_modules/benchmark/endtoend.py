@@ -109,6 +109,7 @@ def run_endtoend(ctx: Context, cfg: Any) -> list[Row]:
     )
     ratio = rate / onnx_mpix
     ctx.results[("endtoend", "ratio")] = ratio
+    ctx.results[("endtoend", "images")] = f"{count}×{size}²"
     rows.append(
         Row("endtoend", "denoise.py end to end / ONNX Runtime bare", "", ratio, "×", note=cpu_note() + "; same run")
     )
