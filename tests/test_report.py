@@ -302,6 +302,11 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     JobStatusRecorder().on_job_end(OmegaConf.create({"hydra": {"runtime": {"output_dir": str(failed)}}}), job_return)
     _job(sweep, 2, lrs[2])  # killed before anything: no status file, no metrics
     done = _job(sweep, 3, lrs[3])  # ok: scripts/test.py results
+    writer = SummaryWriter(str(done / "tensorboard"))  # a self-supervised run: picked by the mapped PSNR
+    for step, (raw, mapped) in enumerate(((14.0, 25.5), (14.2, 26.1))):
+        writer.add_scalar("val/psnr", raw, step)
+        writer.add_scalar("val/psnr_mapped", mapped, step)
+    writer.close()
     (done / "results").mkdir()
     (done / "results" / "summary.json").write_text(
         json.dumps(
@@ -321,6 +326,7 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     by_job = {row["job"]: row for row in result["jobs"]}
     assert [by_job[n]["status"] for n in range(5)] == ["ok", "failed", "failed", "ok", "not started"]
     assert by_job[0]["test/psnr"] == 25.0 and by_job[0]["val/psnr_best"] == 24.0 and by_job[3]["test/psnr"] == 26.0
+    assert by_job[3]["val/psnr_best"] == pytest.approx(26.1)
     assert "RuntimeError: loss is nan" in by_job[1]["detail"] and "no job_status.json" in by_job[2]["detail"]
     assert result["counts"] == {"ok": 2, "failed": 2, "not started": 1}
     table = list(csv.DictReader((out / "sweep.csv").open()))

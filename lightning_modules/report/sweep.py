@@ -147,8 +147,11 @@ def tensorboard_scalars(folder: Path) -> dict[str, float]:
     events.Reload()
     tags = set(events.Tags().get("scalars", []))
     values = {tag: events.Scalars(tag)[-1].value for tag in tags if tag in METRICS and tag != "val/psnr_best"}
-    if "val/psnr" in tags:
-        values["val/psnr_best"] = max(e.value for e in events.Scalars("val/psnr"))
+    # Self-supervised runs are picked by the PSNR after their intensity map; their raw val/psnr compares
+    # denoised low-dose intensities with full dose.
+    selection = "val/psnr_mapped" if "val/psnr_mapped" in tags else "val/psnr"
+    if selection in tags:
+        values["val/psnr_best"] = max(e.value for e in events.Scalars(selection))
     if "epoch" in tags:
         values["epochs"] = int(max(e.value for e in events.Scalars("epoch"))) + 1
     return {k: float(v) for k, v in values.items()}
