@@ -42,11 +42,11 @@ class _ImageFileDataset(Dataset):
     def __init__(
         self,
         items: list,
-        patch_size: int | None,
-        augment: bool,
-        patches_per_image: int,
-        cache: bool,
-        min_foreground: float,
+        patch_size: int | None = None,
+        augment: bool = False,
+        patches_per_image: int = 1,
+        cache: bool = False,
+        min_foreground: float = 0.0,
     ) -> None:
         self._items = items
         self.patch_size = patch_size
@@ -74,7 +74,7 @@ class PairedImageDataset(_ImageFileDataset):
     """Real low-/high-dose pairs read from disk.
 
     Args:
-        pairs: the pairs, as found by :func:`datamodules.io.pairing.find_pairs`.
+        items: the pairs, as found by :func:`datamodules.io.pairing.find_pairs`.
         patch_size: crop a random aligned square of this size (``None``: full images).
         augment: apply a random flip/90° rotation.
         patches_per_image: how many samples each image gives per epoch.
@@ -83,17 +83,9 @@ class PairedImageDataset(_ImageFileDataset):
             background (pixels at or below 0.05).
     """
 
-    def __init__(
-        self,
-        pairs: list[ImagePair],
-        patch_size: int | None = None,
-        augment: bool = False,
-        patches_per_image: int = 1,
-        cache: bool = False,
-        min_foreground: float = 0.0,
-    ) -> None:
-        super().__init__(pairs, patch_size, augment, patches_per_image, cache, min_foreground)
-        self.pairs = pairs
+    @property
+    def pairs(self) -> list[ImagePair]:
+        return self._items
 
     def source(self, index: int) -> str:
         """The low-dose file of sample ``index`` (named when the sample cannot be loaded)."""
@@ -114,23 +106,15 @@ class NoisyImageDataset(_ImageFileDataset):
     """Noisy images alone (``data=noisy``, self-supervised training): samples ``{"low", "name", "source"}``.
 
     Args:
-        images: the noisy image files.
+        items: the noisy image files.
         patch_size, augment, patches_per_image, cache, min_foreground: as in
             :class:`PairedImageDataset`; the foreground test looks at the noisy image itself (there is
             no clean one).
     """
 
-    def __init__(
-        self,
-        images: list[Path],
-        patch_size: int | None = None,
-        augment: bool = False,
-        patches_per_image: int = 1,
-        cache: bool = False,
-        min_foreground: float = 0.0,
-    ) -> None:
-        super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground)
-        self.images = images
+    @property
+    def images(self) -> list[Path]:
+        return self._items
 
     def source(self, index: int) -> str:
         """The file of sample ``index`` (named when the sample cannot be loaded)."""
@@ -167,10 +151,13 @@ class SimulatedPairDataset(_ImageFileDataset):
         min_foreground: float = 0.0,
     ) -> None:
         super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground)
-        self.images = images
         self.noise = noise
         self.dose = dose
         self.seed = seed
+
+    @property
+    def images(self) -> list[Path]:
+        return self._items
 
     def source(self, index: int) -> str:
         """The clean file of sample ``index`` (named when the sample cannot be loaded)."""

@@ -125,16 +125,20 @@ class PanelCase:
     metrics: dict[str, dict[str, float]]  # method -> {"psnr", "ssim"}
 
 
-def crop_box(error: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left corner of the ``size``×``size`` window with the largest mean ``error``."""
+def _window_means(image: np.ndarray, size: int) -> np.ndarray:
+    """Mean of ``image`` over every ``size``×``size`` window inside it, indexed by the window's top-left corner."""
     from scipy.ndimage import uniform_filter
 
-    height, width = error.shape
-    size = min(size, height, width)
-    local = uniform_filter(error.astype(np.float64), size=size, mode="constant")
+    height, width = image.shape
+    local = uniform_filter(image.astype(np.float64), size=size, mode="constant")
     half = size // 2
-    valid = local[half : height - size + half + 1, half : width - size + half + 1]
-    top, left = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    return local[half : height - size + half + 1, half : width - size + half + 1]
+
+
+def crop_box(error: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size``×``size`` window with the largest mean ``error``."""
+    means = _window_means(error, min(size, *error.shape))
+    top, left = np.unravel_index(int(np.argmax(means)), means.shape)
     return int(top), int(left)
 
 
@@ -142,17 +146,12 @@ def flat_box(clean: np.ndarray, size: int, min_level: float = 0.2) -> tuple[int,
     """Top-left corner of the flattest ``size``×``size`` window of ``clean`` (smallest local standard
     deviation) among windows whose mean is at least ``min_level`` (inside the body, not the dark
     background); the whole image's flattest window when none is that bright."""
-    from scipy.ndimage import uniform_filter
-
-    height, width = clean.shape
-    size = min(size, height, width)
+    size = min(size, *clean.shape)
     image = clean.astype(np.float64)
-    mean = uniform_filter(image, size=size, mode="constant")
-    spread = uniform_filter(image**2, size=size, mode="constant") - mean**2
-    half = size // 2
-    window = (slice(half, height - size + half + 1), slice(half, width - size + half + 1))
-    mean, spread = mean[window], spread[window]
-    candidates = np.where(mean >= min_level, spread, np.inf) if (mean >= min_level).any() else spread
+    mean = _window_means(image, size)
+    spread = _window_means(image**2, size) - mean**2
+    bright = mean >= min_level
+    candidates = np.where(bright, spread, np.inf) if bright.any() else spread
     top, left = np.unravel_index(int(np.argmin(candidates)), candidates.shape)
     return int(top), int(left)
 
