@@ -102,15 +102,8 @@ class PairedImageDataset(_ImageFileDataset):
         return {"low": low, "high": high, "name": pair.name, "source": str(pair.low)}
 
 
-class NoisyImageDataset(_ImageFileDataset):
-    """Noisy images alone (``data=noisy``, self-supervised training): samples ``{"low", "name", "source"}``.
-
-    Args:
-        items: the noisy image files.
-        patch_size, augment, patches_per_image, cache, min_foreground: as in
-            :class:`PairedImageDataset`; the foreground test looks at the noisy image itself (there is
-            no clean one).
-    """
+class _SingleFileDataset(_ImageFileDataset):
+    """A dataset of single image files (no partner on disk): the file list and one cropped image per sample."""
 
     @property
     def images(self) -> list[Path]:
@@ -120,13 +113,28 @@ class NoisyImageDataset(_ImageFileDataset):
         """The file of sample ``index`` (named when the sample cannot be loaded)."""
         return str(self._item(index))
 
-    def __getitem__(self, index: int) -> Sample:
+    def _cropped(self, index: int) -> tuple[Path, torch.Tensor]:
         path = self._item(index)
-        (low,) = self._crop([self._cache.load(path)], str(path))
+        (image,) = self._crop([self._cache.load(path)], str(path))
+        return path, image
+
+
+class NoisyImageDataset(_SingleFileDataset):
+    """Noisy images alone (``data=noisy``, self-supervised training): samples ``{"low", "name", "source"}``.
+
+    Args:
+        items: the noisy image files.
+        patch_size, augment, patches_per_image, cache, min_foreground: as in
+            :class:`PairedImageDataset`; the foreground test looks at the noisy image itself (there is
+            no clean one).
+    """
+
+    def __getitem__(self, index: int) -> Sample:
+        path, low = self._cropped(index)
         return {"low": low, "name": path.name, "source": str(path)}
 
 
-class SimulatedPairDataset(_ImageFileDataset):
+class SimulatedPairDataset(_SingleFileDataset):
     """Clean images from disk with low-dose counterparts simulated on the fly.
 
     Args:
@@ -155,17 +163,8 @@ class SimulatedPairDataset(_ImageFileDataset):
         self.dose = dose
         self.seed = seed
 
-    @property
-    def images(self) -> list[Path]:
-        return self._items
-
-    def source(self, index: int) -> str:
-        """The clean file of sample ``index`` (named when the sample cannot be loaded)."""
-        return str(self._item(index))
-
     def __getitem__(self, index: int) -> Sample:
-        path = self._item(index)
-        (high,) = self._crop([self._cache.load(path)], str(path))
+        path, high = self._cropped(index)
         generator = None if self.seed is None else torch.Generator().manual_seed(self.seed + index)
         dose = sample_dose(self.dose, generator)
         low = self.noise.simulate(high, dose, generator)
