@@ -121,16 +121,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test") and trainer.is_global_zero:
         ckpt = best_checkpoint(trainer, monitor)
-        # A distributed test would pad the split with repeated images (DistributedSampler); rank 0
-        # tests every image exactly once on one device instead.
-        if distributed:
-            if ckpt:
-                checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-                model.on_load_checkpoint(checkpoint)  # a self-supervised model takes its intensity map
-                model.load_state_dict(checkpoint["state_dict"])
-            results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
-        else:
-            results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        if ckpt:
+            _load_scored_weights(model, ckpt)
+        # One device, no callbacks: a distributed test would pad the split with repeated images
+        # (DistributedSampler), and a weight-averaging callback would load its raw weights
+        # ("current_model_state") over the averaged ones that validation scored.
+        results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
         metrics.update(test_metrics)
         if "test/psnr" in test_metrics:  # data without clean images has only the self-supervised loss
@@ -164,6 +160,14 @@ def best_checkpoint(trainer: L.Trainer, monitor: str = "val/psnr") -> str | None
         if getattr(callback, "monitor", None) == monitor and best and Path(best).is_file():
             return best
     return None
+
+
+def _load_scored_weights(model: L.LightningModule, ckpt: str | Path) -> None:
+    """The weights validation scored in ``ckpt`` (the averaged ones under ``callbacks=ema``), and for a
+    self-supervised model its intensity map."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
 
 
 def _single_device_trainer(cfg: DictConfig, loggers: list[Any]) -> L.Trainer:
