@@ -123,12 +123,26 @@ class _DenoisingDataModule(L.LightningDataModule):
 
 
 class PairedDataModule(_DenoisingDataModule):
-    """Real pairs in the original layout ``root/{train,val,test}/{high,low}/NAME`` (PNG/JPEG, 8/16-bit)."""
+    """Real pairs in the original layout ``root/{train,val,test}/{high,low}/NAME`` (PNG/JPEG, 8/16-bit).
 
-    def __init__(self, root: str, **kwargs) -> None:
+    Args:
+        train_noise: a noise model fitted to these pairs (``scripts/fit_noise.py``): training inputs are
+            then simulated afresh from the clean images every step; validation and test keep the real
+            low-dose images.
+        real_fraction: with ``train_noise``, the share of training samples that keep the real input.
+    """
+
+    def __init__(self, root: str, train_noise=None, real_fraction: float = 0.0, **kwargs) -> None:
         if root is None:
             raise DatasetLayoutError("data.root is not set: point it at a folder with train/, val/ and test/")
         super().__init__(root, **kwargs)
+        if train_noise is not None and not callable(getattr(train_noise, "simulate", None)):
+            raise TypeError(
+                f"data.train_noise must have a simulate(clean, dose, generator) method, got {train_noise!r}"
+            )
+        if not 0.0 <= float(real_fraction) <= 1.0:
+            raise ValueError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
+        self.train_noise, self.real_fraction = train_noise, float(real_fraction)
         self._pairs: dict[str, list] = {}
 
     def pairs(self, split: str):
@@ -150,6 +164,8 @@ class PairedDataModule(_DenoisingDataModule):
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
             min_foreground=self.min_foreground,
+            noise=self.train_noise if train else None,
+            real_fraction=self.real_fraction,
         )
 
 

@@ -81,7 +81,27 @@ class PairedImageDataset(_ImageFileDataset):
         cache: keep decoded images in memory (for small datasets).
         min_foreground: redraw patches whose clean image is more than ``1 - min_foreground``
             background (pixels at or below 0.05).
+        noise: when given, the low-dose input is simulated afresh from the whole clean image every
+            time (a noise model fitted to these pairs: no fixed noise to memorise), except for a share
+            ``real_fraction`` of the samples, which keep the real low-dose image.
     """
+
+    def __init__(
+        self,
+        items: list[ImagePair],
+        patch_size: int | None = None,
+        augment: bool = False,
+        patches_per_image: int = 1,
+        cache: bool = False,
+        min_foreground: float = 0.0,
+        noise: NoiseModel | None = None,
+        real_fraction: float = 0.0,
+    ) -> None:
+        super().__init__(items, patch_size, augment, patches_per_image, cache, min_foreground)
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
+        self.noise = noise
+        self.real_fraction = float(real_fraction)
 
     @property
     def pairs(self) -> list[ImagePair]:
@@ -93,7 +113,12 @@ class PairedImageDataset(_ImageFileDataset):
 
     def __getitem__(self, index: int) -> Sample:
         pair = self._item(index)
-        low, high = self._cache.load(pair.low), self._cache.load(pair.high)
+        high = self._cache.load(pair.high)
+        if self.noise is not None and float(torch.rand(())) >= self.real_fraction:
+            # the whole image, before cropping: a JPEG step then puts its 8x8 blocks where a stored image has them
+            low = self.noise.simulate(high, 1.0)
+        else:
+            low = self._cache.load(pair.low)
         if low.shape != high.shape:
             raise ValueError(
                 f"{pair.low}: size {tuple(low.shape[-2:])} differs from {pair.high} {tuple(high.shape[-2:])}"

@@ -11,10 +11,13 @@ group ``data/noise`` chooses one.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
+from PIL import Image
 
 
 @runtime_checkable
@@ -138,17 +141,23 @@ class GaussianNoiseModel:
 class AffineGaussianNoiseModel:
     r"""The degradation measured on the team's paired radiographs.
 
-    .. math:: y = \mathrm{clip}_{[0,1]}(g\,x + b + n), \quad n \sim \mathcal{N}(0, \sigma^2)
+    .. math:: y = \mathrm{clip}_{[f,1]}(g\,x + b + n), \quad n \sim \mathcal{N}(0, \sigma^2)
 
     with the defaults ``g = 0.585``, ``b = 12.2/255`` and ``σ = 11.8/255`` measured on ``cxr-pairs``
-    (darker, lower-contrast and noisy), optionally rounded to ``quantize_bits`` like a stored image.
-    At a dose fraction ``d`` other than 1 the noise becomes ``σ / sqrt(d)`` (quantum-noise scaling).
+    (darker, lower-contrast and noisy), optionally rounded to ``quantize_bits`` like a stored image and,
+    for a share ``jpeg_fraction`` of the images, stored as JPEG at ``jpeg_quality``. ``floor`` is the
+    lowest value the detector chain stores (the pairs clip at 10/255). At a dose fraction ``d`` other
+    than 1 the noise becomes ``σ / sqrt(d)`` (quantum-noise scaling). ``scripts/fit_noise.py`` fits all of
+    these to a folder of pairs.
 
     Args:
         gain: multiplicative intensity change ``g``.
         offset: additive intensity change ``b`` (on the [0, 1] scale).
         sigma: standard deviation of the signal-independent Gaussian noise (on the [0, 1] scale).
         quantize_bits: round the result to this many bits (``None`` keeps floats).
+        floor: clip the result to ``[floor, 1]``.
+        jpeg_quality: JPEG-compress at this quality (1-95; 8-bit, each 2-D image whole); ``None``: never.
+        jpeg_fraction: the probability that an image is JPEG-compressed (with ``jpeg_quality``).
 
     Example:
         >>> clean = torch.full((1, 8, 8), 0.5)
@@ -163,15 +172,27 @@ class AffineGaussianNoiseModel:
         offset: float = 12.2 / 255,
         sigma: float = 11.8 / 255,
         quantize_bits: int | None = 8,
+        floor: float = 0.0,
+        jpeg_quality: int | None = None,
+        jpeg_fraction: float = 1.0,
     ) -> None:
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         if quantize_bits is not None and not 1 <= quantize_bits <= 16:
             raise ValueError(f"quantize_bits must be in 1..16 or None, got {quantize_bits}")
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"floor must be in [0, 1), got {floor}")
+        if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality must be in 1..95 or None, got {jpeg_quality}")
+        if not 0.0 <= jpeg_fraction <= 1.0:
+            raise ValueError(f"jpeg_fraction must be in [0, 1], got {jpeg_fraction}")
         self.gain = float(gain)
         self.offset = float(offset)
         self.sigma = float(sigma)
         self.quantize_bits = quantize_bits
+        self.floor = float(floor)
+        self.jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
+        self.jpeg_fraction = float(jpeg_fraction)
 
     def simulate(
         self, clean: torch.Tensor, dose: float = 1.0, generator: torch.Generator | None = None
@@ -179,17 +200,34 @@ class AffineGaussianNoiseModel:
         """Degrade ``clean`` (any shape, values in [0, 1]); ``generator`` fixes the noise."""
         noise = _standard_normal(clean, dose, generator)
         sigma = self.sigma / math.sqrt(dose)
-        noisy = (self.gain * clean + self.offset + sigma * noise).clamp_(0.0, 1.0)
+        noisy = (self.gain * clean + self.offset + sigma * noise).clamp_(self.floor, 1.0)
         if self.quantize_bits is not None:
             levels = float((1 << self.quantize_bits) - 1)
             noisy = torch.round(noisy * levels) / levels
+        if self.jpeg_quality is not None and float(torch.rand((), generator=generator)) < self.jpeg_fraction:
+            noisy = jpeg_roundtrip(noisy, self.jpeg_quality)
         return noisy
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(gain={self.gain:.4g}, offset={self.offset:.4g}, "
-            f"sigma={self.sigma:.4g}, quantize_bits={self.quantize_bits})"
+            f"sigma={self.sigma:.4g}, quantize_bits={self.quantize_bits}, floor={self.floor:.4g}, "
+            f"jpeg_quality={self.jpeg_quality}, jpeg_fraction={self.jpeg_fraction:.3g})"
         )
+
+
+def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """``image`` (values in [0, 1], any leading dimensions) stored as 8-bit greyscale JPEG and read back;
+    each trailing 2-D image is compressed whole, so its 8×8 block grid starts at its top-left corner."""
+    planes = image.detach().float().reshape(-1, *image.shape[-2:]).clamp(0.0, 1.0)
+    out = torch.empty_like(planes)
+    for i, plane in enumerate(planes):
+        pixels = (plane * 255.0).round().to(torch.uint8).cpu().numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=quality)
+        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"), dtype=np.float32)
+        out[i] = torch.from_numpy(decoded / 255.0)
+    return out.reshape(image.shape).to(image.dtype)
 
 
 def _standard_normal(clean: torch.Tensor, dose: float, generator: torch.Generator | None) -> torch.Tensor:

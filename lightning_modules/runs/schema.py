@@ -137,6 +137,14 @@ EXPORT_KEYS: dict[str, tuple[str, ...]] = {
     "overwrite": (BOOL,),
 }
 
+FIT_NOISE_KEYS: dict[str, tuple[str, ...]] = {
+    "data_root": (PATH,),
+    "split": (TEXT,),
+    "max_pairs": (INT,),
+    "output": (PATH, NULL),
+    "overwrite": (BOOL,),
+}
+
 
 def _is(value: Any, kind: str) -> bool:
     if kind == NULL:
