@@ -30,6 +30,29 @@ def test_residual_adds_the_input():
         assert torch.allclose(residual(x), plain(x) + x, atol=1e-6)
 
 
+def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_the_fast_path(tmp_path):
+    from lightning_modules.nets.checkpoints import export_safetensors, load_network
+    from lightning_modules.nets.fast_unet import FastUnet
+
+    torch.manual_seed(0)
+    plain, affine = DenoisingUnet(residual=False).eval(), DenoisingUnet(residual="affine").eval()
+    affine.load_state_dict({**plain.state_dict(), "skip.affine": torch.tensor([0.7, -0.05])})
+    assert [name for name, _ in affine.named_parameters() if name.startswith("skip")] == ["skip.affine"]
+    x = torch.rand(1, 1, 40, 72)
+    with torch.no_grad():
+        expected = plain(x) + 0.7 * x - 0.05
+        assert torch.allclose(affine(x), expected, atol=1e-6)
+        export_safetensors(
+            tmp_path / "a.safetensors", affine, {"encoder_name": "resnet18", "residual": "affine"}, half=False
+        )
+        loaded, hparams = load_network(tmp_path / "a.safetensors")
+        assert hparams["residual"] == "affine" and torch.allclose(loaded(x), expected, atol=1e-6)
+        fast = FastUnet(hparams, affine.state_dict())
+        assert torch.allclose(fast(x), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="model.residual='yes'"):
+        DenoisingUnet(residual="yes")
+
+
 def test_a_few_steps_on_one_batch_raise_psnr():
     """Wiring check of model + loss + optimizer: fitting one fixed batch must improve it."""
     from lightning_modules.nets.losses import build_loss

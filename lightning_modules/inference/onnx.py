@@ -48,8 +48,7 @@ class _Core(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self.net, "core"):
             return self.net.core(x)
-        out = self.net.unet(x)
-        return out + x if self.net.residual else out
+        return self.net.skip(self.net.unet(x), x)
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike) -> Path:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.nets.forward import forward_padded
+from lightning_modules.nets.skip import AFFINE_KEY, InputSkip
 from lightning_modules.nets.stripes import by_row_stripes, stripe_rows
 
 ENCODER_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
@@ -216,7 +217,10 @@ class FastUnet(nn.Module):
                 )
             )
         self.head = unit("segmentation_head.0", None, 1, False)
-        self.residual = bool(hparams.get("residual", False))
+        self.residual = hparams.get("residual", False)
+        self.skip = InputSkip(self.residual)
+        if AFFINE_KEY in state:
+            self.skip.affine.data.copy_(state[AFFINE_KEY].float())
         self.fused, self.dtype = fused, dtype
         stripe_blocks = max(stripe_blocks, fp32_blocks)
         self.tail = len(self.decoder) - stripe_blocks if stripe_blocks else None  # first striped decoder block
@@ -250,7 +254,7 @@ class FastUnet(nn.Module):
             y = self._decode(block, y, skips, x)
         if self.tail is None:
             out = self.head(y)
-            return out + x if self.residual else out
+            return self.skip(out, x)
         if _tracing():
             return self._striped_tail(y, x, *skips)
         # in row stripes: the activations at full and half resolution never exist for the whole input
@@ -264,13 +268,13 @@ class FastUnet(nn.Module):
             y = self._decode(block, y, remaining, x)
         if self.fp32_from == len(self.decoder):  # no fp32 block: the head runs in the network's dtype
             out = self.head(y)
-            return out + x if self.residual else out
+            return self.skip(out, x)
         with self._fp32_context(x):
             y, remaining = y.float(), [skip.float() for skip in remaining]
             for block in self.decoder[self.fp32_from :]:
                 y = self._decode(block, y, remaining, x)
             out = self.head(y)
-            return out + x.float() if self.residual else out
+            return self.skip(out, x.float())
 
     @staticmethod
     def _decode(block: DecoderBlock, y: torch.Tensor, skips: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:

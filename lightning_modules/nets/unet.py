@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets.forward import forward_padded
+from lightning_modules.nets.skip import InputSkip
 
 
 class DenoisingUnet(nn.Module):
@@ -23,7 +24,8 @@ class DenoisingUnet(nn.Module):
         encoder_name: any smp encoder, ``"resnet18"`` by default.
         encoder_weights: ``None`` (random init, no download) or the name of pretrained weights such
             as ``"imagenet"``, which smp downloads on first use.
-        residual: predict the correction and add it to the input (residual learning).
+        residual: ``True``: predict the correction and add it to the input (residual learning);
+            ``"affine"``: add ``a·x + b`` with two learned scalars; ``False``: no skip.
         decoder_attention_type: ``None`` or ``"scse"``.
         decoder_channels: widths of the five decoder stages.
         encoder_depth: number of encoder stages (the padding multiple is ``2**encoder_depth``).
@@ -37,7 +39,7 @@ class DenoisingUnet(nn.Module):
         self,
         encoder_name: str = "resnet18",
         encoder_weights: str | None = None,
-        residual: bool = False,
+        residual: bool | str = False,
         decoder_attention_type: str | None = None,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         encoder_depth: int = 5,
@@ -62,12 +64,12 @@ class DenoisingUnet(nn.Module):
         )
         if norm == "group":
             _batch_to_group_norm(self.unet)
+        self.skip = InputSkip(residual)
         self.residual = residual
         self.multiple = 2**encoder_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = forward_padded(self.unet, x, self.multiple)
-        return out + x if self.residual else out
+        return self.skip(forward_padded(self.unet, x, self.multiple), x)
 
 
 def network_defaults() -> dict[str, Any]:

@@ -47,7 +47,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "data.seed": (INT,),
     "model.encoder_name": (TEXT,),
     "model.encoder_weights": (TEXT, NULL),
-    "model.residual": (BOOL,),
+    "model.residual": (BOOL, TEXT),  # false, true or affine (checked where the network is built)
     "model.decoder_attention_type": (TEXT, NULL),
     "model.decoder_channels": (INTS,),
     "model.norm": (TEXT,),
