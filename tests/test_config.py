@@ -37,8 +37,46 @@ def test_every_option_composes_and_resolves(override):
     with open_dict(cfg):
         del cfg["hydra"]  # Hydra's own node holds job-time values (job.num); the job config must resolve
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["trainer"]["max_epochs"] >= 1
+    assert (resolved["trainer"]["max_epochs"] or 0) >= 1 or resolved["trainer"]["max_steps"] >= 1
     assert resolved["loss"]["name"] in {"l1", "mse", "charbonnier", "ssim_l1"}
+
+
+def _flat(node, prefix: str = "") -> dict:
+    """``{"a.b": value}`` for every leaf of a composed config (unresolved)."""
+    if not isinstance(node, dict):
+        node = OmegaConf.to_container(node, resolve=False) if not prefix else node
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+RECIPE_CHANGES = {
+    "residual": {"model.residual"},
+    "affine_skip": {"model.residual"},
+    "fitted_noise": "data.train_noise",
+    "charbonnier": "loss.",
+    "ssim_l1": "loss.",
+    "ema": "callbacks.ema",
+    "full_images": {"data.patch_size", "data.batch_size"},
+    "lr_2e-3": {"optim.lr"},
+    "no_min_foreground": {"data.min_foreground"},
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_CHANGES))
+def test_each_recipe_of_the_study_changes_one_thing_at_the_same_budget(recipe):
+    study = ["experiment=recipe_study", "data.root=somewhere"]
+    base, changed = _flat(compose_config("train", study)), _flat(compose_config("train", [*study, f"recipe={recipe}"]))
+    differing = {k for k in base.keys() | changed.keys() if base.get(k) != changed.get(k)}
+    expected = RECIPE_CHANGES[recipe]
+    if isinstance(expected, str):  # a whole node swapped: every differing key lies under it
+        assert differing and all(k.startswith(expected) for k in differing), differing
+    else:
+        assert differing == expected, differing
+    assert changed["trainer.max_steps"] == base["trainer.max_steps"] == 600 and changed["seed"] == base["seed"]
 
 
 def test_slurm_launcher_and_optuna_search_compose():
