@@ -263,6 +263,7 @@ def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
             "quality.root=null",
             "quality.paths=[fp32,default]",
             "training.variants=[channels_last]",
+            "training.levers=[fused_adam]",
             "training.batch_size=2",
             "training.patch_size=32",
             "training.warmup_steps=1",
@@ -282,6 +283,7 @@ def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
     assert not [row for row in report["rows"] if "failed" in row["note"] or "skipped" in row["note"]]
     cases = {(row["section"], row["case"]) for row in report["rows"]}
     assert {("inference", "default"), ("tiled", "default"), ("training", "Lightning loop, channels_last")} <= cases
+    assert ("training", "raw loop, channels_last + fused_adam") in cases
     assert report["machine"]["cpu"] and "torch" in report["machine"]["versions"]
     assert {t["name"] for t in report["targets"]} >= {"denoise.py default vs ONNX Runtime", "8192² memory"}
     markdown = (tmp_path / "run" / "benchmark.md").read_text()

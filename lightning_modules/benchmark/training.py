@@ -20,6 +20,8 @@ from lightning_modules.inference.backends import bf16_native
 
 # variant: (bf16 autocast / bf16-mixed, channels_last)
 VARIANTS = {"fp32": (False, False), "channels_last": (False, True), "bf16": (True, True)}
+# levers tried on the raw loop of the last variant: fused Adam kernel, torch.compile of the network
+LEVERS = {"fused_adam": {"fused": True}, "compile": {"compiled": True}}
 OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "none"}
 
 
@@ -31,8 +33,19 @@ def _shape(cfg: Any, bf16: bool) -> tuple[int, int, int, int]:
     return int(cfg.batch_size), int(cfg.patch_size), int(cfg.warmup_steps), int(cfg.steps)
 
 
-def raw_loop(batch: int, patch: int, warmup: int, steps: int, bf16: bool, channels_last: bool) -> float:
-    """Seconds per step of a plain loop: forward, L1, backward, Adam, on one fixed batch."""
+def raw_loop(
+    batch: int,
+    patch: int,
+    warmup: int,
+    steps: int,
+    bf16: bool,
+    channels_last: bool,
+    fused: bool = False,
+    compiled: bool = False,
+) -> float:
+    """Seconds per step of a plain loop: forward, L1, backward, Adam, on one fixed batch; ``fused``:
+    Adam's fused kernel instead of the default multi-tensor one; ``compiled``: ``torch.compile`` of the
+    network (its compilation falls in the warm-up steps)."""
     from lightning_modules.nets.unet import DenoisingUnet
 
     torch.manual_seed(0)
@@ -40,7 +53,9 @@ def raw_loop(batch: int, patch: int, warmup: int, steps: int, bf16: bool, channe
     low, high = torch.rand(batch, 1, patch, patch), torch.rand(batch, 1, patch, patch)
     if channels_last:
         net, low = net.to(memory_format=torch.channels_last), low.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=OPTIM["lr"])
+    optimizer = torch.optim.Adam(net.parameters(), lr=OPTIM["lr"], **({"fused": True} if fused else {}))
+    if compiled:
+        net = torch.compile(net)
     times = []
     for _ in range(warmup + steps):
         start = time.perf_counter()
@@ -162,6 +177,25 @@ def run_training(ctx: Context, cfg: Any, data_cfg: DictConfig) -> list[Row]:
                 ctx.pct_of_ceiling(mpix / lit_s, "cpu", bf16, training=True),
                 None,
                 f"{batch / lit_s:.1f} samples/s, {lit_s:.2f} s/step, {100 * ratio:.0f} % of the raw loop{emulated}",
+            )
+        )
+    for lever in cfg.get("levers") or []:
+        if lever not in LEVERS:
+            raise ValueError(f"training.levers: {lever!r} is unknown; choose from {', '.join(LEVERS)}")
+        start = time.perf_counter()
+        lever_s = raw_loop(batch, patch, warmup, steps, bf16, channels_last, **LEVERS[lever])
+        total = time.perf_counter() - start
+        ctx.results[("training", f"{variant}+{lever}")] = {"raw_mpix_per_s": mpix / lever_s, "vs_raw": raw_s / lever_s}
+        rows.append(
+            Row(
+                "training",
+                f"raw loop, {variant} + {lever}",
+                size,
+                mpix / lever_s,
+                "Mpix/s",
+                ctx.pct_of_ceiling(mpix / lever_s, "cpu", bf16, training=True),
+                None,
+                f"{lever_s:.2f} s/step, {raw_s / lever_s:.2f}× the raw loop; {total:.0f} s in all (warm-up included)",
             )
         )
     return rows
