@@ -174,6 +174,28 @@ def test_multirun_writes_one_folder_per_job(tmp_path, paired_root):
         assert (job / "checkpoints" / "last.ckpt").is_file()
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
 
+    # the sweep summary re-evaluates each best checkpoint: scikit-image's SSIM and one crop per job
+    from skimage.metrics import structural_similarity
+
+    from datamodules.datamodule import PairedDataModule
+    from lightning_modules.nets.checkpoints import load_network
+    from lightning_modules.report.sweep import summarise_sweep
+
+    summary = summarise_sweep(jobs[0].parent, tmp_path / "summary", html=False, images=True)
+    assert (tmp_path / "summary" / "sweep_crops.png").stat().st_size > 1000
+    assert "test SSIM (scikit-image)" in (tmp_path / "summary" / "sweep.md").read_text()
+    test_split = PairedDataModule(str(paired_root), num_workers=0).dataset("test")
+    for row, job in zip(summary["jobs"], jobs):
+        net = load_network(job / "checkpoints" / "best.ckpt")[0]
+        with torch.no_grad():
+            expected = [
+                structural_similarity(
+                    net(s["low"][None]).clamp(0, 1)[0, 0].numpy(), s["high"][0].numpy(), data_range=1.0
+                )
+                for s in test_split
+            ]
+        assert row["test/ssim_skimage"] == pytest.approx(sum(expected) / len(expected), abs=1e-5)
+
 
 def test_16bit_dicom_in_16bit_dicom_out_through_the_data_path(trained_run, tmp_path):
     import pydicom

@@ -71,7 +71,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("sweep"):
         from lightning_modules.report.sweep import summarise_sweep
 
-        return summarise_sweep(cfg.sweep, output_dir(cfg), html=bool(cfg.html))
+        return summarise_sweep(cfg.sweep, output_dir(cfg), html=bool(cfg.html), images=bool(cfg.sweep_images))
     return model_report(cfg)
 
 

@@ -33,7 +33,9 @@ HEADINGS = {
     "test/mse": "test MSE",
     "test/psnr_noisy": "noisy PSNR",
     "val/psnr_best": "best val PSNR",
+    "test/ssim_skimage": "test SSIM (scikit-image)",
 }
+SKIMAGE_SSIM = "test/ssim_skimage"
 RECENT_SECONDS = 300
 RUN_INFO = "run_info.json"
 
@@ -197,20 +199,28 @@ def swept_keys(jobs: list[Job]) -> list[str]:
     return varying or list(keys)
 
 
-def summarise_sweep(sweep_dir: str | Path, out_dir: str | Path, html: bool = True) -> dict[str, Any]:
-    """Write ``sweep.csv``, ``sweep.md`` (+ ``.html``) and ``sweep.png`` into ``out_dir``; return the table."""
+def summarise_sweep(
+    sweep_dir: str | Path, out_dir: str | Path, html: bool = True, images: bool = False
+) -> dict[str, Any]:
+    """Write ``sweep.csv``, ``sweep.md`` (+ ``.html``) and ``sweep.png`` into ``out_dir``; return the table.
+
+    ``images``: re-evaluate every finished job's best checkpoint on its test split for scikit-image's
+    SSIM too and draw one zoomed crop per job (``sweep_crops.png``; :mod:`~lightning_modules.report.sweep_images`).
+    """
     jobs = read_jobs(sweep_dir)
     keys = swept_keys(jobs)
     out_dir = Path(out_dir)
-    rows = [_row(job, keys) for job in jobs]
-    columns = ["job", *keys, "status", *METRICS, "epochs", "source", "detail"]
+    crops_figure = _evaluate_images(jobs, keys, out_dir / "sweep_crops.png") if images else None
+    metrics = [*METRICS, *([SKIMAGE_SSIM] if images else [])]
+    rows = [_row(job, keys, metrics) for job in jobs]
+    columns = ["job", *keys, "status", *metrics, "epochs", "source", "detail"]
     atomic_write_csv(out_dir / "sweep.csv", rows, columns)
     plot_sweep(jobs, keys, out_dir / "sweep.png")
     counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "not started")}
     table = markdown_table(
-        ["job", *keys, "status", *(HEADINGS[m] for m in METRICS), "detail"],
+        ["job", *keys, "status", *(HEADINGS[m] for m in metrics), "detail"],
         [
-            [r["job"], *(r[k] for k in keys), _status_cell(r["status"]), *(_fmt(m, r[m]) for m in METRICS), r["detail"]]
+            [r["job"], *(r[k] for k in keys), _status_cell(r["status"]), *(_fmt(m, r[m]) for m in metrics), r["detail"]]
             for r in rows
         ],
     )
@@ -226,6 +236,17 @@ def summarise_sweep(sweep_dir: str | Path, out_dir: str | Path, html: bool = Tru
             "",
             "![test PSNR of every job](sweep.png)",
             "",
+            *(
+                [
+                    "Each job's best checkpoint again on its test split in fp32: scikit-image's SSIM "
+                    "(7×7 uniform window) beside the project's (11×11 Gaussian), and the same zoomed crop of every job:",
+                    "",
+                    f"![one zoomed crop per job]({crops_figure.name})",
+                    "",
+                ]
+                if crops_figure
+                else []
+            ),
         ]
     )
     write_document(markdown, out_dir / "sweep.md", f"Sweep summary: {Path(sweep_dir).name}", html=html)
@@ -233,10 +254,29 @@ def summarise_sweep(sweep_dir: str | Path, out_dir: str | Path, html: bool = Tru
     return {"sweep": str(Path(sweep_dir).resolve()), "jobs": rows, "counts": counts}
 
 
-def _row(job: Job, keys: list[str]) -> dict[str, Any]:
+def _evaluate_images(jobs: list[Job], keys: list[str], path: Path) -> Path | None:
+    """Adds ``test/ssim_skimage`` to each finished job's metrics; draws the crops; ``None`` if no job had a checkpoint."""
+    from lightning_modules.report.sweep_images import evaluate_job, plot_job_crops
+
+    crops = []
+    for job in jobs:
+        if job.status != "ok" or job.folder is None:
+            continue
+        result = evaluate_job(job.folder)
+        if result is None:
+            continue
+        job.metrics[SKIMAGE_SSIM] = result[SKIMAGE_SSIM]
+        label = ", ".join(f"{k}={job.values.get(k, '')}" for k in keys) or f"job {job.number}"
+        crops.append(
+            (f"{job.number}: {label}\nPSNR {result['test/psnr']:.2f}, SSIM {result['test/ssim']:.3f}", result["crop"])
+        )
+    return plot_job_crops(crops, path) if crops else None
+
+
+def _row(job: Job, keys: list[str], metrics: tuple[str, ...] | list[str] = METRICS) -> dict[str, Any]:
     values = job.values
     row = {"job": job.number, **{k: values.get(k, "") for k in keys}, "status": job.status}
-    row.update({m: job.metrics.get(m, "") for m in METRICS})
+    row.update({m: job.metrics.get(m, "") for m in metrics})
     row.update({"epochs": job.metrics.get("epochs", ""), "source": job.source, "detail": job.detail})
     return row
 
@@ -248,7 +288,7 @@ def _status_cell(status: str) -> str:
 def _fmt(metric: str, value: Any) -> str:
     if value == "":
         return "–"
-    return f"{value:.3e}" if metric.endswith("mse") else f"{value:.4f}" if metric.endswith("ssim") else f"{value:.2f}"
+    return f"{value:.3e}" if metric.endswith("mse") else f"{value:.4f}" if "ssim" in metric else f"{value:.2f}"
 
 
 def _numeric(values: list[str]) -> list[float] | None:

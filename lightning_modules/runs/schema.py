@@ -117,6 +117,7 @@ TEST_KEYS: dict[str, tuple[str, ...]] = {
 REPORT_KEYS: dict[str, tuple[str, ...]] = {
     **_MODEL_CHOICE,
     "sweep": (PATH, NULL),
+    "sweep_images": (BOOL,),
     "split": (TEXT,),
     "data_root": (PATH, NULL),
     "inputs": (TEXT,),
