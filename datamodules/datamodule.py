@@ -12,7 +12,7 @@ from datamodules import SAMPLE_ROOT
 from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
-from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose
+from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_noise_model
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")
@@ -136,13 +136,10 @@ class PairedDataModule(_DenoisingDataModule):
         if root is None:
             raise DatasetLayoutError("data.root is not set: point it at a folder with train/, val/ and test/")
         super().__init__(root, **kwargs)
-        if train_noise is not None and not callable(getattr(train_noise, "simulate", None)):
-            raise TypeError(
-                f"data.train_noise must have a simulate(clean, dose, generator) method, got {train_noise!r}"
-            )
-        if not 0.0 <= float(real_fraction) <= 1.0:
+        self.train_noise = None if train_noise is None else check_noise_model(train_noise, "data.train_noise")
+        if not 0.0 <= float(real_fraction) <= 1.0:  # checked here too: before the datasets are built
             raise ValueError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
-        self.train_noise, self.real_fraction = train_noise, float(real_fraction)
+        self.real_fraction = float(real_fraction)
         self._pairs: dict[str, list] = {}
 
     def pairs(self, split: str):
@@ -196,9 +193,7 @@ class SimulatedDataModule(_DenoisingDataModule):
         **kwargs,
     ) -> None:
         super().__init__(str(SAMPLE_ROOT) if root is None else root, **kwargs)
-        self.noise = AffineGaussianNoiseModel() if noise is None else noise
-        if not callable(getattr(self.noise, "simulate", None)):
-            raise TypeError(f"data.noise must have a simulate(clean, dose, generator) method, got {self.noise!r}")
+        self.noise = AffineGaussianNoiseModel() if noise is None else check_noise_model(noise, "data.noise")
         self.dose = check_dose(dose if not isinstance(dose, ListConfig) else list(dose))
         self.seed = int(seed)
         self.val_fraction, self.test_fraction = check_fractions(val_fraction, test_fraction)

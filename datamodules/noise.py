@@ -230,6 +230,13 @@ def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
     return out.reshape(image.shape).to(image.dtype)
 
 
+def check_noise_model(noise: object, key: str) -> object:
+    """``noise`` if it has ``simulate(clean, dose, generator)``; else an error naming the config ``key``."""
+    if not callable(getattr(noise, "simulate", None)):
+        raise TypeError(f"{key} must have a simulate(clean, dose, generator) method, got {noise!r}")
+    return noise
+
+
 def _standard_normal(clean: torch.Tensor, dose: float, generator: torch.Generator | None) -> torch.Tensor:
     """Unit white Gaussian noise shaped like ``clean``, after checking the dose is positive."""
     if not dose > 0:
