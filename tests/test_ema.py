@@ -11,21 +11,16 @@ from lightning_modules.nets.metrics import image_metrics
 from lightning_modules.training.train import train
 
 
+def _ema_config(run_dir, paired_root, test: bool):
+    """Three tiny epochs with a fast average (decay 0.5 from the first step), so it differs from the raw weights."""
+    overrides = ["data=pairs", f"data.root={paired_root}", "callbacks=ema", "callbacks.ema.decay=0.5"]
+    overrides += ["callbacks.ema.update_starting_at_step=0", "trainer.max_epochs=3", f"test={str(test).lower()}"]
+    return tiny_train_config(run_dir, overrides)
+
+
 def test_ema_weights_are_what_is_validated_and_saved(tmp_path, paired_root):
     run_dir = tmp_path / "run"
-    cfg = tiny_train_config(
-        run_dir,
-        [
-            "data=pairs",
-            f"data.root={paired_root}",
-            "callbacks=ema",
-            "callbacks.ema.decay=0.5",
-            "callbacks.ema.update_starting_at_step=0",
-            "trainer.max_epochs=3",
-            "test=false",
-        ],
-    )
-    train(cfg)
+    train(_ema_config(run_dir, paired_root, test=False))
     best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     averaged = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
     raw = {k.removeprefix("net."): v for k, v in best["current_model_state"].items() if k.startswith("net.")}
@@ -47,19 +42,7 @@ def _test_psnr(net: torch.nn.Module, datamodule) -> float:
 
 def test_the_runs_own_test_scores_the_averaged_weights(tmp_path, paired_root):
     run_dir = tmp_path / "run"
-    cfg = tiny_train_config(
-        run_dir,
-        [
-            "data=pairs",
-            f"data.root={paired_root}",
-            "callbacks=ema",
-            "callbacks.ema.decay=0.5",
-            "callbacks.ema.update_starting_at_step=0",
-            "trainer.max_epochs=3",
-            "test=true",
-        ],
-    )
-    metrics = train(cfg)
+    metrics = train(_ema_config(run_dir, paired_root, test=True))
     best = run_dir / "checkpoints" / "best.ckpt"
     averaged, hparams = load_network(best)
     raw_state = {
