@@ -217,8 +217,7 @@ class FastUnet(nn.Module):
                 )
             )
         self.head = unit("segmentation_head.0", None, 1, False)
-        self.residual = hparams.get("residual", False)
-        self.skip = InputSkip(self.residual)
+        self.skip = InputSkip(hparams.get("residual", False))
         if AFFINE_KEY in state:
             self.skip.affine.data.copy_(state[AFFINE_KEY].float())
         self.fused, self.dtype = fused, dtype

@@ -65,7 +65,6 @@ class DenoisingUnet(nn.Module):
         if norm == "group":
             _batch_to_group_norm(self.unet)
         self.skip = InputSkip(residual)
-        self.residual = residual
         self.multiple = 2**encoder_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
