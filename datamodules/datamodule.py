@@ -12,7 +12,7 @@ from datamodules import SAMPLE_ROOT
 from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
-from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_noise_model
+from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_fraction, check_noise_model
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")
@@ -137,9 +137,7 @@ class PairedDataModule(_DenoisingDataModule):
             raise DatasetLayoutError("data.root is not set: point it at a folder with train/, val/ and test/")
         super().__init__(root, **kwargs)
         self.train_noise = None if train_noise is None else check_noise_model(train_noise, "data.train_noise")
-        if not 0.0 <= float(real_fraction) <= 1.0:  # checked here too: before the datasets are built
-            raise ValueError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
-        self.real_fraction = float(real_fraction)
+        self.real_fraction = check_fraction(real_fraction, "data.real_fraction")  # before the datasets are built
         self._pairs: dict[str, list] = {}
 
     def pairs(self, split: str):

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from datamodules.io.images import read_image
 from datamodules.io.pairing import ImagePair
-from datamodules.noise import DoseSpec, NoiseModel, sample_dose
+from datamodules.noise import DoseSpec, NoiseModel, check_fraction, sample_dose
 from datamodules.patches import random_aligned_crop, random_dihedral
 
 Sample = dict[str, torch.Tensor | str | int]
@@ -98,10 +98,8 @@ class PairedImageDataset(_ImageFileDataset):
         real_fraction: float = 0.0,
     ) -> None:
         super().__init__(items, patch_size, augment, patches_per_image, cache, min_foreground)
-        if not 0.0 <= real_fraction <= 1.0:
-            raise ValueError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
         self.noise = noise
-        self.real_fraction = float(real_fraction)
+        self.real_fraction = check_fraction(real_fraction, "data.real_fraction")
 
     @property
     def pairs(self) -> list[ImagePair]:

@@ -184,15 +184,13 @@ class AffineGaussianNoiseModel:
             raise ValueError(f"floor must be in [0, 1), got {floor}")
         if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
             raise ValueError(f"jpeg_quality must be in 1..95 or None, got {jpeg_quality}")
-        if not 0.0 <= jpeg_fraction <= 1.0:
-            raise ValueError(f"jpeg_fraction must be in [0, 1], got {jpeg_fraction}")
         self.gain = float(gain)
         self.offset = float(offset)
         self.sigma = float(sigma)
         self.quantize_bits = quantize_bits
         self.floor = float(floor)
         self.jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
-        self.jpeg_fraction = float(jpeg_fraction)
+        self.jpeg_fraction = check_fraction(jpeg_fraction, "jpeg_fraction")
 
     def simulate(
         self, clean: torch.Tensor, dose: float = 1.0, generator: torch.Generator | None = None
@@ -228,6 +226,13 @@ def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
         decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"), dtype=np.float32)
         out[i] = torch.from_numpy(decoded / 255.0)
     return out.reshape(image.shape).to(image.dtype)
+
+
+def check_fraction(value: float, key: str) -> float:
+    """``value`` as a float if it is a share in [0, 1]; else an error naming ``key``."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{key} must be in [0, 1], got {value}")
+    return float(value)
 
 
 def check_noise_model(noise: object, key: str) -> object:
