@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ def evaluate_dataset(
     image_dir: str | Path | None = None,
     bf16: bool = False,
     failed: list[tuple[str, str]] | None = None,
+    per_image: Callable[[int, dict[str, Any], torch.Tensor], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Denoise every sample of ``dataset`` (full images); return one metrics row per image.
+
+    ``per_image(index, sample, prediction)`` may add its own values to each row (e.g. another metric).
 
     With ``image_dir`` the denoised images are written there under their own file names, in the
     format and bit depth of the input image (DICOM keeps its tags). An image that cannot be read
@@ -68,6 +72,8 @@ def evaluate_dataset(
         row: dict[str, Any] = {"file": sample["name"]}
         row.update({f"{m}_noisy": float(noisy[m][0]) for m in METRIC_NAMES})
         row.update({m: float(model[m][0]) for m in METRIC_NAMES})
+        if per_image is not None:
+            row.update(per_image(index, sample, pred))
         rows.append(row)
         if image_dir is not None:
             try:

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from lightning_modules.inference.evaluate import evaluate_dataset
 from lightning_modules.nets.checkpoints import load_network
-from lightning_modules.nets.forward import run_network
-from lightning_modules.nets.metrics import image_metrics
 from lightning_modules.report.figures import flat_box, save_figure
 from lightning_modules.runs.folders import CHECKPOINT_DIR, load_run_config
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
@@ -33,7 +32,6 @@ def skimage_ssim(pred: np.ndarray, target: np.ndarray) -> float:
     return float(structural_similarity(pred, target, data_range=1.0))
 
 
-@torch.no_grad()
 def evaluate_job(folder: Path, split: str = "test") -> dict[str, Any] | None:
     """Mean PSNR, SSIM (project and scikit-image) of ``folder``'s best checkpoint on its ``split``,
     and the crop images; ``None`` when the job has no best checkpoint or no clean targets."""
@@ -45,33 +43,28 @@ def evaluate_job(folder: Path, split: str = "test") -> dict[str, Any] | None:
         return None
     dataset = datamodule.dataset(split)
     net, hparams = load_network(checkpoint)
-    net = with_intensity_map(net, hparams.get(MAP_KEY)).eval()
+    net = with_intensity_map(net, hparams.get(MAP_KEY))
     middle = len(dataset) // 2
-    psnr, ssim, ssim_sk, crop = [], [], [], {}
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        low, high = sample["low"][None], sample["high"][None]
-        pred = run_network(net, low, False).clamp(0.0, 1.0)
-        metrics = image_metrics(pred, high)
-        psnr.append(float(metrics["psnr"][0]))
-        ssim.append(float(metrics["ssim"][0]))
-        ssim_sk.append(skimage_ssim(pred[0, 0].numpy(), high[0, 0].numpy()))
+    crop: dict[str, Any] = {}
+
+    def skimage_and_crop(index: int, sample: dict[str, Any], pred: torch.Tensor) -> dict[str, Any]:
+        denoised, clean = pred[0, 0].cpu().numpy(), sample["high"][0].numpy()
         if index == middle:
-            clean = high[0, 0].numpy()
             top, left = flat_box(clean, CROP)
             window = (slice(top, top + CROP), slice(left, left + CROP))
-            crop = {
-                "name": sample["name"],
-                "box": (top, left),
-                "low": low[0, 0].numpy()[window],
-                "pred": pred[0, 0].numpy()[window],
-                "high": clean[window],
-            }
+            crop.update(
+                name=sample["name"],
+                box=(top, left),
+                low=sample["low"][0].numpy()[window],
+                pred=denoised[window],
+                high=clean[window],
+            )
+        return {"ssim_skimage": skimage_ssim(denoised, clean)}
+
+    rows = evaluate_dataset(net, dataset, per_image=skimage_and_crop)
     return {
-        "test/psnr": float(np.mean(psnr)),
-        "test/ssim": float(np.mean(ssim)),
-        "test/ssim_skimage": float(np.mean(ssim_sk)),
-        "images": len(psnr),
+        **{f"test/{m}": float(np.mean([row[m] for row in rows])) for m in ("psnr", "ssim", "ssim_skimage")},
+        "images": len(rows),
         "crop": crop,
     }
 
