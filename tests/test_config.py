@@ -79,6 +79,22 @@ def test_each_recipe_of_the_study_changes_one_thing_at_the_same_budget(recipe):
     assert changed["trainer.max_steps"] == base["trainer.max_steps"] == 600 and changed["seed"] == base["seed"]
 
 
+def test_pretrained_stage_is_the_fifth_cycle_command_line():
+    """experiment=pretrained_stage composes exactly what the model card's stage commands spelled out."""
+    common = ["data.root=somewhere", "name=stage"]
+    stage = _flat(compose_config("train", ["experiment=pretrained_stage", *common]))
+    spelled = [
+        "experiment=pretrained",
+        "data/noise@data.train_noise=cxr_pairs",
+        "init_weights=pretrained",
+        "optim.lr=3e-4",
+        "trainer.max_epochs=160",
+        "callbacks=ema",
+    ]
+    assert stage == _flat(compose_config("train", [*spelled, *common]))
+    assert stage["data.train_noise.jpeg_quality"] == 95 and stage["callbacks.ema.decay"] == 0.999
+
+
 def test_slurm_launcher_and_optuna_search_compose():
     cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=4"], hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
