@@ -65,6 +65,12 @@ def _reference(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x)
 
 
+def _bf16_error(approximate: torch.Tensor, reference: torch.Tensor) -> float:
+    """Largest error relative to the output's scale (about 1.5 for these untrained networks): bf16
+    keeps 8 significant bits, so a few per cent after a whole network's rounding."""
+    return float((approximate - reference).abs().max()) / float(reference.abs().mean())
+
+
 def test_fast_unet_equals_eager(net):
     # fused oneDNN kernels (the CPU fp32 path) and plain folded convolutions (GPU, bf16, exports);
     # the odd size is padded to 96×64 and cropped back
@@ -98,9 +104,11 @@ def test_fp32_tail_in_row_stripes_equals_one_pass(net, monkeypatch):
         torch.testing.assert_close(low, bf16(x), atol=1e-6, rtol=0)  # striping changes nothing in bf16 either
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mixed = FastUnet(HPARAMS, net.state_dict(), fp32_blocks=1, stripe_blocks=2)(x)
-    for approximate in (low, mixed):  # bf16 encoder: noise through an untrained network
+    scale = float(striped.abs().mean())  # about 1.5 for this untrained network
+    for approximate in (low, mixed):  # bf16 encoder: noise through an untrained network, about 0.7 % of the output
         error = (approximate - striped).abs()
-        assert approximate.dtype == torch.float32 and float(error.max()) < 0.15 and float(error.mean()) < 0.01
+        assert approximate.dtype == torch.float32 and float(error.max()) < 0.1 * scale
+        assert float(error.mean()) < 0.01 * scale
 
 
 def test_fast_unet_refuses_what_it_cannot_fold(net):
@@ -123,10 +131,11 @@ def test_channels_last_equals_fp32(net):
 def test_bf16_autocast_close_to_fp32(net):
     """Eager and FastUnet under bf16 autocast."""
     x = torch.rand(2, 1, 32, 32)
+    reference = _reference(net, x)
     for candidate in (net, FastUnet(HPARAMS, net.state_dict(), fused=False)):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = candidate(x).float()
-        assert float((out - _reference(net, x)).abs().max()) < 0.05
+        assert _bf16_error(out, reference) < 0.05
 
 
 @pytest.mark.skipif(not bf16_native("cpu"), reason="fused bf16 kernels run only where the CPU has native bf16")
@@ -142,8 +151,8 @@ def test_fused_bf16_equals_bf16_autocast(net):
     assert out.dtype == torch.float32 and out.shape == x.shape
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as run_network calls it: autocast stays out
         assert torch.equal(fused(x), out)
-    assert float((out - _reference(net, x)).abs().max()) < 0.05
-    assert float((out - autocast).abs().max()) < 0.05  # both round to bf16, in different places
+    assert _bf16_error(out, _reference(net, x)) < 0.05
+    assert _bf16_error(out, autocast) < 0.05  # both round to bf16, in different places
 
 
 def test_onnxruntime_equals_fp32(checkpoint, xdg_cache, net):

@@ -34,6 +34,7 @@ from lightning_modules.nets.fast_unet import (
     fused_ops_available,
     unsupported_reason,
 )
+from lightning_modules.nets.forward import eval_margin
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "fast", "torch", "compile", "onnxruntime")
@@ -165,5 +166,5 @@ def load_predictor(
             {k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY)}
         )
         onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
-        return OnnxPredictor(onnx_path), path
+        return OnnxPredictor(onnx_path, margin=eval_margin(hparams)), path
     return net, path

@@ -21,7 +21,7 @@ from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import DihedralView, with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
-from lightning_modules.nets.forward import run_network
+from lightning_modules.nets.forward import check_margin, run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import TEST_KEYS, check_types
@@ -148,6 +148,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dataset = datamodule.dataset(cfg.split)
 
     net, hparams = load_network(ckpt_path)
+    if cfg.get("eval_margin") is not None:  # e.g. 0: how the network does at bare image edges
+        net.eval_margin = check_margin(cfg.eval_margin)
+    margin = net.eval_margin
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
@@ -187,6 +190,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.precision),
         "tta": cfg.get("tta") or False,
         "view": cfg.get("view"),
+        "eval_margin": margin,
         "data_range": 1.0,
         "failed": [{"file": str(source), "reason": reason} for source, reason in failed],
         "intensity_map": intensity,

@@ -1,8 +1,9 @@
 """ONNX export and ONNX Runtime inference (``backend=onnxruntime``; needs the ``onnx`` extra).
 
 The network is exported once per set of weights to ``<cache>/<fingerprint>.onnx`` with dynamic
-batch, height and width; inputs are padded to a multiple of 32 in torch before ONNX Runtime runs
-(the export then holds no shape-dependent padding) and cropped back afterwards.
+batch, height and width; inputs are padded (by the network's evaluation margin, then to a multiple
+of 32) in torch before ONNX Runtime runs (the export then holds no shape-dependent padding) and
+cropped back afterwards.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class OnnxPredictor(nn.Module):
 
     multiple = 32
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, margin: int = 0) -> None:
         super().__init__()
+        self.margin = margin  # the network's eval_margin: padding happens here, outside the exported graph
         ort = require_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -109,7 +111,7 @@ class OnnxPredictor(nn.Module):
         if x.device.type != "cpu" or x.dtype != torch.float32:
             raise ValueError(f"backend=onnxruntime runs fp32 on the CPU; got {x.dtype} on {x.device}")
         run = lambda padded: torch.from_numpy(self.session.run(None, {"image": padded.contiguous().numpy()})[0])
-        return forward_padded(run, x, self.multiple)
+        return forward_padded(run, x, self.multiple, self.margin)
 
 
 def cached_onnx(net: nn.Module, fingerprint: str, cache_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from lightning_modules.nets.unet import DenoisingUnet
 
 # The DenoisingUnet arguments a checkpoint stores; together they rebuild the network.
-NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm")
+NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm", "eval_margin")
 
 
 def read_checkpoint(

@@ -10,7 +10,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from lightning_modules.nets.forward import forward_padded
+from lightning_modules.nets.forward import DEFAULT_EVAL_MARGIN, check_margin, forward_padded
 from lightning_modules.nets.skip import InputSkip
 
 
@@ -18,7 +18,8 @@ class DenoisingUnet(nn.Module):
     """Greyscale-in, greyscale-out ``smp.Unet`` that accepts images of any height and width.
 
     Inputs are padded (edge replication) at the bottom/right to a multiple of ``2**encoder_depth``
-    and the output is cropped back, so the output always has the input's size.
+    and, in eval mode, by ``eval_margin`` pixels on every side; the output is cropped back, so it
+    always has the input's size.
 
     Args:
         encoder_name: any smp encoder, ``"resnet18"`` by default.
@@ -31,6 +32,9 @@ class DenoisingUnet(nn.Module):
         encoder_depth: number of encoder stages (the padding multiple is ``2**encoder_depth``).
         norm: ``"batch"`` (smp's default) or ``"group"``: every BatchNorm becomes a GroupNorm of
             8 groups, which has no running statistics, so patches and full images are normalised alike.
+        eval_margin: pixels of edge replication around every input in eval mode (validation, test,
+            inference; training crops get none): keeps the zero padding of the convolutions away
+            from the image's own edges (:data:`~lightning_modules.nets.forward.DEFAULT_EVAL_MARGIN`).
 
     Shapes: (B, 1, H, W) → (B, 1, H, W), intensities in [0, 1] (not clamped).
     """
@@ -44,6 +48,7 @@ class DenoisingUnet(nn.Module):
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         encoder_depth: int = 5,
         norm: str = "batch",
+        eval_margin: int = DEFAULT_EVAL_MARGIN,
     ) -> None:
         super().__init__()
         if norm not in ("batch", "group"):
@@ -66,9 +71,11 @@ class DenoisingUnet(nn.Module):
             _batch_to_group_norm(self.unet)
         self.skip = InputSkip(residual)
         self.multiple = 2**encoder_depth
+        self.eval_margin = check_margin(eval_margin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(forward_padded(self.unet, x, self.multiple), x)
+        margin = 0 if self.training else self.eval_margin
+        return self.skip(forward_padded(self.unet, x, self.multiple, margin), x)
 
 
 def network_defaults() -> dict[str, Any]:

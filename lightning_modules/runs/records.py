@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
+from lightning_modules.nets.forward import DEFAULT_EVAL_MARGIN
 from lightning_modules.runs.folders import LEGACY_TARGETS, rename_targets
 from lightning_modules.selfsup.config import SUPERVISED
 
@@ -27,9 +28,9 @@ REPO_DIR = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "segmentation-models-pytorch", "numpy")
 # Keys that say where a run writes or whether it resumes, not what it trains.
 NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
-# Config groups added after runs had started, with the value every earlier run had: a node equal to
-# it is left out of the hash, so those runs keep their fingerprint (and resume).
-ADDED_DEFAULTS = {"training": SUPERVISED}
+# Config nodes added after runs had started (dotted paths), with the value every earlier run had in
+# effect: a node equal to it is left out of the hash, so those runs keep their fingerprint (and resume).
+ADDED_DEFAULTS = {"training": SUPERVISED, "model.eval_margin": DEFAULT_EVAL_MARGIN}
 
 
 def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -> str:
@@ -41,8 +42,12 @@ def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -
     for key in NOT_FINGERPRINTED:
         container.pop(key, None)
     for key, default in ADDED_DEFAULTS.items():
-        if container.get(key) == default:
-            container.pop(key)
+        *parents, leaf = key.split(".")
+        node = container
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(leaf) == default:
+            node.pop(leaf)
     if targets:
         container = rename_targets(container, targets)
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]

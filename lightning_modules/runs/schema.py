@@ -51,6 +51,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "model.decoder_attention_type": (TEXT, NULL),
     "model.decoder_channels": (INTS,),
     "model.norm": (TEXT,),
+    "model.eval_margin": (INT,),
     "model.channels_last": (BOOL,),
     "loss.name": (TEXT,),
     "loss.eps": (FLOAT,),
@@ -110,6 +111,7 @@ TEST_KEYS: dict[str, tuple[str, ...]] = {
     "write_images": (BOOL,),
     "results_dir": (PATH, NULL),
     "view": (INT, NULL),
+    "eval_margin": (INT, NULL),
     "intensity": (TEXT,),
     "save_intensity": (BOOL,),
 }
