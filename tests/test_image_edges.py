@@ -90,3 +90,13 @@ def test_every_view_of_the_shipped_model_scores_alike():
 
 def _psnr(out: torch.Tensor, high: torch.Tensor) -> float:
     return float((-10 * torch.log10(((out.clamp(0, 1) - high) ** 2).mean(dim=(1, 2, 3)))).mean())
+
+
+def test_predictor_path_carries_the_checkpoints_margin(tmp_path):
+    from lightning_modules.inference.backends import choose_path, load_predictor
+    from lightning_modules.nets.checkpoints import save_weights
+
+    for hparams, expected in (({"encoder_name": "resnet18"}, DEFAULT_EVAL_MARGIN), ({"eval_margin": 0}, 0)):
+        path = save_weights(tmp_path / f"net{expected}.pth", DenoisingUnet(**hparams), hparams)
+        net, chosen = load_predictor(path, "cpu", choose_path("torch", "32", "cpu"))
+        assert chosen.edge_margin == expected and net.eval_margin == expected

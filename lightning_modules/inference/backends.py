@@ -72,6 +72,7 @@ class InferencePath:
     channels_last: bool
     fused: bool = False
     note: str = ""
+    edge_margin: int = 0  # pixels the network replicates around every pass (its eval_margin); tile plans count them
 
     def describe(self) -> str:
         parts = [self.backend + (" (oneDNN fused)" if self.fused else ""), "bf16" if self.bf16 else "fp32"]
@@ -135,6 +136,7 @@ def load_predictor(
     if reuse_memory and device.type == "cpu":
         reuse_freed_memory()
     hparams, state = read_checkpoint(checkpoint)
+    path = replace(path, edge_margin=eval_margin(hparams))
     if path.backend == "torch":
         net: nn.Module = build_network(hparams, state)
     else:

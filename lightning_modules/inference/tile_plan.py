@@ -102,16 +102,22 @@ def plan_tiles(
     tile: int | None = None,
     batch_size: int | None = None,
     align: int = ALIGN,
+    edge_margin: int = 0,
 ) -> TilePlan:
     """The tiling of a (height, width) image for ``max_pixels`` per forward pass.
 
     ``tile`` fixes the tile side (else: the whole image if it fits, else the fewest network pixels);
     ``batch_size`` fixes the tiles per pass (else: as many as fit ``max_pixels``, at least one).
+    ``edge_margin``: pixels the network adds on every side of each tile (they count against ``max_pixels``).
     """
+
+    def area(tile_h: int, tile_w: int) -> int:  # what one tile costs the network, padding included
+        return _padded(tile_h + 2 * edge_margin, align) * _padded(tile_w + 2 * edge_margin, align)
+
     if tile is not None:
         tile_h, tile_w = min(height, max(align, tile // align * align)), min(width, max(align, tile // align * align))
         best = (tile_h, tile_w)
-    elif _padded(height, align) * _padded(width, align) <= max_pixels:
+    elif area(height, width) <= max_pixels:
         best = (height, width)
     else:
         best, cost = None, None
@@ -123,7 +129,7 @@ def plan_tiles(
                 tile_w = smallest_side(width, cols, overlap, align)
                 if tile_w is None:
                     break
-                if _padded(tile_h, align) * _padded(tile_w, align) > max_pixels:
+                if area(tile_h, tile_w) > max_pixels:
                     continue  # more columns make narrower tiles: keep looking
                 total = rows * cols * tile_h * tile_w
                 if cost is None or total < cost:
@@ -134,9 +140,9 @@ def plan_tiles(
             best = (min(height, side), min(width, side))
     tile_h, tile_w = best
     count = len(tile_starts(height, tile_h, overlap, align)) * len(tile_starts(width, tile_w, overlap, align))
-    area = _padded(tile_h, align) * _padded(tile_w, align)
-    per_pass = batch_size if batch_size is not None else max(1, max_pixels // area)
-    return TilePlan(best, count, max(1, min(per_pass, count)), count * area / 1e6)
+    tile_area = area(tile_h, tile_w)
+    per_pass = batch_size if batch_size is not None else max(1, max_pixels // tile_area)
+    return TilePlan(best, count, max(1, min(per_pass, count)), count * tile_area / 1e6)
 
 
 def auto_or_int(value: object, key: str) -> int | None:
@@ -179,4 +185,5 @@ def plan_for(
         overlap,
         tile=auto_or_int(tile, "tile"),
         batch_size=auto_or_int(batch_size, "batch_size"),
+        edge_margin=path.edge_margin,
     )
