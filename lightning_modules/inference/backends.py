@@ -168,5 +168,5 @@ def load_predictor(
             {k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY)}
         )
         onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
-        return OnnxPredictor(onnx_path, margin=eval_margin(hparams)), path
+        return OnnxPredictor(onnx_path, eval_margin=path.edge_margin), path
     return net, path

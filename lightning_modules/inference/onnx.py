@@ -96,9 +96,9 @@ class OnnxPredictor(nn.Module):
 
     multiple = 32
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, margin: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, eval_margin: int = 0) -> None:
         super().__init__()
-        self.margin = margin  # the network's eval_margin: padding happens here, outside the exported graph
+        self.eval_margin = eval_margin  # the network's: padding happens here, outside the exported graph
         ort = require_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -111,7 +111,7 @@ class OnnxPredictor(nn.Module):
         if x.device.type != "cpu" or x.dtype != torch.float32:
             raise ValueError(f"backend=onnxruntime runs fp32 on the CPU; got {x.dtype} on {x.device}")
         run = lambda padded: torch.from_numpy(self.session.run(None, {"image": padded.contiguous().numpy()})[0])
-        return forward_padded(run, x, self.multiple, self.margin)
+        return forward_padded(run, x, self.multiple, self.eval_margin)
 
 
 def cached_onnx(net: nn.Module, fingerprint: str, cache_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:

@@ -221,7 +221,7 @@ class FastUnet(nn.Module):
         if AFFINE_KEY in state:
             self.skip.affine.data.copy_(state[AFFINE_KEY].float())
         self.fused, self.dtype = fused, dtype
-        self.margin = eval_margin(hparams)
+        self.eval_margin = eval_margin(hparams)
         stripe_blocks = max(stripe_blocks, fp32_blocks)
         self.tail = len(self.decoder) - stripe_blocks if stripe_blocks else None  # first striped decoder block
         self.fp32_from = len(self.decoder) - fp32_blocks  # first decoder block kept in fp32
@@ -290,7 +290,7 @@ class FastUnet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dtype == torch.float32:
-            return forward_padded(self.core, x, self.multiple, self.margin)
+            return forward_padded(self.core, x, self.multiple, self.eval_margin)
         # bf16 weights: autocast off, or ops on its fp32 list (replicate padding) hand fp32 to bf16 kernels
         with torch.autocast(x.device.type, enabled=False):
-            return forward_padded(self.core, x.to(self.dtype), self.multiple, self.margin).to(x.dtype)
+            return forward_padded(self.core, x.to(self.dtype), self.multiple, self.eval_margin).to(x.dtype)
