@@ -12,6 +12,7 @@ from datamodules import SAMPLE_ROOT
 from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
+from datamodules.patch_schedule import check_step_budget, parse_patch_schedule, phase_at
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_fraction, check_noise_model
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
@@ -34,6 +35,7 @@ class _DenoisingDataModule(L.LightningDataModule):
         cache: bool = False,
         eval_batch_size: int = 1,
         min_foreground: float = 0.0,
+        patch_schedule: list | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= float(min_foreground) <= 1.0:
@@ -60,6 +62,10 @@ class _DenoisingDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.cache = cache
         self.eval_batch_size = int(eval_batch_size)
+        # data.patch_schedule (datamodules/patch_schedule.py): phases of patch and batch size; the
+        # trainer then rebuilds the training loader every epoch (reload_dataloaders_every_n_epochs=1)
+        schedule = None if patch_schedule is None else list(patch_schedule)
+        self.patch_phases = parse_patch_schedule(schedule, self.patch_size, self.batch_size)
         self._datasets: dict[str, Dataset] = {}
 
     def _files(self, split: str) -> list[Path]:
@@ -85,12 +91,15 @@ class _DenoisingDataModule(L.LightningDataModule):
         return self._build(split, train=False)
 
     def _check_patch_size(self) -> None:
-        if self.patch_size is None:
+        sizes = [phase.patch_size for phase in self.patch_phases if phase.patch_size is not None]
+        if not sizes:
             return
+        largest = max(sizes)
+        key = "data.patch_size" if largest == self.patch_size else "data.patch_schedule patch_size"
         for path in self._files("train"):
             height, width = image_size(path)
-            if min(height, width) < self.patch_size:
-                raise ValueError(f"data.patch_size={self.patch_size} is larger than {path} ({width}x{height})")
+            if min(height, width) < largest:
+                raise ValueError(f"{key}={largest} is larger than {path} ({width}x{height})")
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -113,7 +122,16 @@ class _DenoisingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, batch_size=self.batch_size)
+        if len(self.patch_phases) == 1 or self.trainer is None:
+            return self._loader("train", shuffle=True, batch_size=self.batch_size)
+        step = self.trainer.global_step
+        phase = phase_at(self.patch_phases, step, check_step_budget(self.trainer.max_steps, self.trainer.max_epochs))
+        if phase != getattr(self, "_phase", None):
+            size = "whole images" if phase.patch_size is None else f"{phase.patch_size}² patches"
+            print(f"data.patch_schedule: from step {step}, {size}, batch {phase.batch_size}", flush=True)
+        self._phase = phase
+        self.dataset("train").patch_size = phase.patch_size  # the loader's workers start afresh and see it
+        return self._loader("train", shuffle=True, batch_size=phase.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, batch_size=self.eval_batch_size)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
 from lightning_modules.nets.losses import LOSSES
+from datamodules.patch_schedule import check_step_budget, parse_patch_schedule
 from lightning_modules.runs.schema import TRAIN_KEYS, check_types
 from lightning_modules.training.optim import check_optim_config
 
@@ -35,6 +36,16 @@ def check_train_config(cfg: DictConfig) -> None:
     max_epochs = cfg.trainer.get("max_epochs")
     if max_epochs is not None and max_epochs != -1 and max_epochs < 1:
         raise ValueError(f"trainer.max_epochs must be >= 1 (or -1 for no limit), got {max_epochs}")
+    if has_patch_schedule(cfg):
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        parse_patch_schedule(data["patch_schedule"], data.get("patch_size"), data["batch_size"])
+        check_step_budget(cfg.trainer.get("max_steps"), max_epochs)
+
+
+def has_patch_schedule(cfg: DictConfig) -> bool:
+    """Whether ``data.patch_schedule`` changes the training patches during the run (the trainer then
+    rebuilds the training loader every epoch)."""
+    return cfg.data.get("patch_schedule") is not None
 
 
 def save_run_config(cfg: DictConfig, path: str | Path, overrides: dict[str, Any] | None = None) -> Path:

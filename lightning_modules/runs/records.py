@@ -30,7 +30,7 @@ PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "
 NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
 # Config nodes added after runs had started (dotted paths), with the value every earlier run had in
 # effect: a node equal to it is left out of the hash, so those runs keep their fingerprint (and resume).
-ADDED_DEFAULTS = {"training": SUPERVISED, "model.eval_margin": DEFAULT_EVAL_MARGIN}
+ADDED_DEFAULTS = {"training": SUPERVISED, "model.eval_margin": DEFAULT_EVAL_MARGIN, "data.patch_schedule": None}
 
 
 def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -> str:
@@ -46,7 +46,7 @@ def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -
         node = container
         for parent in parents:
             node = node.get(parent) if isinstance(node, dict) else None
-        if isinstance(node, dict) and node.get(leaf) == default:
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
             node.pop(leaf)
     if targets:
         container = rename_targets(container, targets)

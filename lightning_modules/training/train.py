@@ -16,7 +16,7 @@ from datamodules.io.atomic import ensure_writable_dir
 from datamodules.preflight import decode_all
 from lightning_modules.inference.evaluate import metrics_table
 from lightning_modules.nets.checkpoints import load_weights_into
-from lightning_modules.runs.config import check_train_config, save_run_config
+from lightning_modules.runs.config import check_train_config, has_patch_schedule, save_run_config
 from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
 from lightning_modules.runs.ranks import is_rank_zero
 from lightning_modules.runs.records import mark_completed, start_attempt
@@ -105,8 +105,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
+    reload = {"reload_dataloaders_every_n_epochs": 1} if has_patch_schedule(cfg) else {}  # a new phase's loader
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()], **reload
     )
     for logger in loggers:
         logger.log_hyperparams(_flat_hparams(cfg))
