@@ -12,8 +12,8 @@ from datamodules import SAMPLE_ROOT
 from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
-from datamodules.patch_schedule import check_step_budget, parse_patch_schedule, phase_at
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_fraction, check_noise_model
+from datamodules.patch_schedule import check_step_budget, parse_patch_schedule, phase_at
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")

@@ -8,8 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
-from lightning_modules.nets.losses import LOSSES
 from datamodules.patch_schedule import check_step_budget, parse_patch_schedule
+from lightning_modules.nets.losses import LOSSES
 from lightning_modules.runs.schema import TRAIN_KEYS, check_types
 from lightning_modules.training.optim import check_optim_config
 
