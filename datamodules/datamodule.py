@@ -13,7 +13,7 @@ from datamodules.datasets import NoisyImageDataset, PairedImageDataset, Simulate
 from datamodules.io.images import image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_fraction, check_noise_model
-from datamodules.patch_schedule import check_step_budget, parse_patch_schedule, phase_at
+from datamodules.patch_schedule import PatchPhase, check_step_budget, parse_patch_schedule, phase_at
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")
@@ -66,6 +66,7 @@ class _DenoisingDataModule(L.LightningDataModule):
         # trainer then rebuilds the training loader every epoch (reload_dataloaders_every_n_epochs=1)
         schedule = None if patch_schedule is None else list(patch_schedule)
         self.patch_phases = parse_patch_schedule(schedule, self.patch_size, self.batch_size)
+        self._phase: PatchPhase | None = None  # the last phase announced
         self._datasets: dict[str, Dataset] = {}
 
     def _files(self, split: str) -> list[Path]:
@@ -122,16 +123,21 @@ class _DenoisingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        phase = self._training_phase()
+        self.dataset("train").patch_size = phase.patch_size  # the loader's workers start afresh and see it
+        return self._loader("train", shuffle=True, batch_size=phase.batch_size)
+
+    def _training_phase(self) -> PatchPhase:
+        """The patch schedule's phase for the epoch about to start (the first without a schedule or trainer)."""
         if len(self.patch_phases) == 1 or self.trainer is None:
-            return self._loader("train", shuffle=True, batch_size=self.batch_size)
+            return self.patch_phases[0]
         step = self.trainer.global_step
         phase = phase_at(self.patch_phases, step, check_step_budget(self.trainer.max_steps, self.trainer.max_epochs))
-        if phase != getattr(self, "_phase", None):
+        if phase != self._phase:
             size = "whole images" if phase.patch_size is None else f"{phase.patch_size}² patches"
             print(f"data.patch_schedule: from step {step}, {size}, batch {phase.batch_size}", flush=True)
         self._phase = phase
-        self.dataset("train").patch_size = phase.patch_size  # the loader's workers start afresh and see it
-        return self._loader("train", shuffle=True, batch_size=phase.batch_size)
+        return phase
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False, batch_size=self.eval_batch_size)
