@@ -137,7 +137,8 @@ def load_weights_into(net: torch.nn.Module, path: str | os.PathLike, model_hpara
     differ = [
         f"{name}: {hparams[name]!r} in the checkpoint, {model_hparams.get(name)!r} in model"
         for name in NETWORK_KEYS
-        if name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
+        # eval_margin changes no weight: the new run evaluates with its own model.eval_margin
+        if name != "eval_margin" and name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
     ]
     if differ:
         raise ValueError(f"{key}={path}: a different network ({'; '.join(differ)}); set model.* to match")
