@@ -63,6 +63,7 @@ RECIPE_CHANGES = {
     "full_images": {"data.patch_size", "data.batch_size"},
     "lr_2e-3": {"optim.lr"},
     "no_min_foreground": {"data.min_foreground"},
+    "progressive": {"data.patch_schedule"},
 }
 
 
@@ -87,6 +88,7 @@ def test_pretrained_stage_is_the_fifth_cycle_command_line():
         "experiment=pretrained",
         "data/noise@data.train_noise=cxr_pairs",
         "init_weights=pretrained",
+        "model.eval_margin=64",
         "optim.lr=3e-4",
         "trainer.max_epochs=160",
         "callbacks=ema",
