@@ -23,8 +23,10 @@ from datamodules.io.atomic import atomic_write
 if TYPE_CHECKING:
     from lightning_modules.nets.unet import DenoisingUnet
 
-# The DenoisingUnet arguments a checkpoint stores; together they rebuild the network.
-NETWORK_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm", "eval_margin")
+# The DenoisingUnet arguments that define what its weights mean: fine-tuning needs them equal.
+WEIGHT_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm")
+# The arguments a checkpoint stores; together they rebuild the network. eval_margin changes no weight.
+NETWORK_KEYS = (*WEIGHT_KEYS, "eval_margin")
 
 
 def read_checkpoint(
@@ -131,14 +133,14 @@ def load_weights_into(net: torch.nn.Module, path: str | os.PathLike, model_hpara
     """Copy the network weights of a checkpoint (any format :func:`load_network` reads) into ``net``.
 
     Used to fine-tune: only the weights are taken (no optimizer, scheduler or counters). The
-    checkpoint's network hyper-parameters must equal ``model_hparams``; the error names ``key``.
+    checkpoint's :data:`WEIGHT_KEYS` must equal ``model_hparams``' (the new run evaluates with its own
+    ``eval_margin``); the error names ``key``.
     """
     hparams, state = read_checkpoint(path)
     differ = [
         f"{name}: {hparams[name]!r} in the checkpoint, {model_hparams.get(name)!r} in model"
-        for name in NETWORK_KEYS
-        # eval_margin changes no weight: the new run evaluates with its own model.eval_margin
-        if name != "eval_margin" and name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
+        for name in WEIGHT_KEYS
+        if name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
     ]
     if differ:
         raise ValueError(f"{key}={path}: a different network ({'; '.join(differ)}); set model.* to match")
