@@ -64,6 +64,7 @@ RECIPE_CHANGES = {
     "lr_2e-3": {"optim.lr"},
     "no_min_foreground": {"data.min_foreground"},
     "progressive": {"data.patch_schedule"},
+    "progressive_192": {"data.patch_schedule"},
 }
 
 
