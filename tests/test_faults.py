@@ -1,5 +1,6 @@
 """Faults: resume after SIGKILL, NaN losses, checkpoints that are never half written."""
 
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,10 @@ def test_sigkilled_training_resumes_from_its_last_checkpoint(tmp_path):
     info = read_run_info(run_dir)
     assert info["completed"] and len(info["attempts"]) == 2
     assert info["attempts"][1]["resumed_from"]["global_step"] == saved["global_step"]
+    # The rerun's own (empty) Hydra folder points at the run it continued, which gets the job's status.
+    job_dirs = [d for d in log_dir.glob("train/runs/*") if (d / "continues_run.txt").is_file()]
+    assert len(job_dirs) == 1 and Path((job_dirs[0] / "continues_run.txt").read_text().strip()) == run_dir.resolve()
+    assert json.loads((run_dir / "job_status.json").read_text())["status"] == "COMPLETED"
     assert info["data"]["files"] == 12 and len(info["data"]["sha256"]) == 64
     assert info["attempts"][0]["versions"]["torch"] == torch.__version__.split("+")[0]
     assert len(info["attempts"][0]["git"]["commit"]) == 40
@@ -106,6 +111,24 @@ def test_fingerprint_ignores_output_places_but_not_training_settings(tmp_path):
     assert config_fingerprint(a) == config_fingerprint(b) != config_fingerprint(c)
     with pytest.raises(ValueError, match="resume='sometimes' is unknown"):
         train(tiny_train_config(tmp_path / "d", ["resume=sometimes"]))
+
+
+def test_job_status_goes_to_the_run_a_resumed_job_continued(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from lightning_modules.runs.hydra import CONTINUES_FILE, STATUS_FILE, JobStatusRecorder
+
+    job_dir, run_dir = tmp_path / "runs" / "new", tmp_path / "runs" / "old"
+    job_dir.mkdir(parents=True)
+    run_dir.mkdir()
+    (run_dir / STATUS_FILE).write_text(json.dumps({"status": "FAILED", "error": "killed"}))  # the first attempt
+    (job_dir / CONTINUES_FILE).write_text(f"{run_dir}\n")
+    done = JobReturn(overrides=["name=x"], status=JobStatus.COMPLETED, _return_value={})
+    JobStatusRecorder().on_job_end(OmegaConf.create({"hydra": {"runtime": {"output_dir": str(job_dir)}}}), done)
+    for folder in (job_dir, run_dir):
+        record = json.loads((folder / STATUS_FILE).read_text())
+        assert record["status"] == "COMPLETED" and "error" not in record and record["overrides"] == ["name=x"]
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -3,6 +3,9 @@ job's outcome in its folder, so a failed sweep job shows as failed.
 
 Hydra re-raises a failed job's exception only at the end of the whole sweep and writes nothing into the
 job's folder; ``job_status.json`` (status, error, traceback) fills that gap for ``scripts/report.py sweep=``.
+A job that continued an earlier run (``resume=auto``) trains in that run's folder, not in its own: it
+leaves ``continues_run.txt`` in its own folder, and the status goes to both, so the continued run no
+longer shows the outcome of its interrupted attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from datamodules.io.atomic import atomic_write_text
 from lightning_modules.runs.ranks import is_rank_zero
 
 STATUS_FILE = "job_status.json"
+# Written by train() into the job's own folder when it continues another run's folder: that folder's path.
+CONTINUES_FILE = "continues_run.txt"
 
 
 def best_cpu_precision() -> str:
@@ -73,5 +78,8 @@ class JobStatusRecorder(Callback):
         try:
             folder = Path(config.hydra.runtime.output_dir)
             atomic_write_text(folder / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+            if (folder / CONTINUES_FILE).is_file():
+                continued = Path((folder / CONTINUES_FILE).read_text().strip())
+                atomic_write_text(continued / STATUS_FILE, json.dumps(record, indent=2) + "\n")
         except Exception as err:  # noqa: BLE001 - a status file must never break the job itself
             warnings.warn(f"could not write {STATUS_FILE}: {err}", stacklevel=1)

@@ -12,12 +12,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
-from datamodules.io.atomic import ensure_writable_dir
+from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
 from datamodules.preflight import decode_all
 from lightning_modules.inference.evaluate import metrics_table
 from lightning_modules.nets.checkpoints import load_weights_into
 from lightning_modules.runs.config import check_train_config, has_patch_schedule, save_run_config
 from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
+from lightning_modules.runs.hydra import CONTINUES_FILE
 from lightning_modules.runs.ranks import is_rank_zero
 from lightning_modules.runs.records import mark_completed, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
@@ -61,6 +62,10 @@ def _resume_if_unfinished(cfg: DictConfig) -> dict[str, Any] | None:
         return None
     last = run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]
     progress = checkpoint_progress(last)
+    job_dir = Path(cfg.paths.output_dir)
+    if is_rank_zero() and job_dir.is_dir() and job_dir.resolve() != run_dir.resolve():
+        # Hydra made this job a folder of its own; the job's status belongs with the run it continues.
+        atomic_write_text(job_dir / CONTINUES_FILE, f"{run_dir.resolve()}\n")
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.ckpt_path = str(last)
