@@ -77,9 +77,9 @@ class JobStatusRecorder(Callback):
             record["traceback"] = "".join(traceback.format_exception(error))
         try:
             folder = Path(config.hydra.runtime.output_dir)
-            atomic_write_text(folder / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+            text = json.dumps(record, indent=2) + "\n"
+            atomic_write_text(folder / STATUS_FILE, text)
             if (folder / CONTINUES_FILE).is_file():
-                continued = Path((folder / CONTINUES_FILE).read_text().strip())
-                atomic_write_text(continued / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+                atomic_write_text(Path((folder / CONTINUES_FILE).read_text().strip()) / STATUS_FILE, text)
         except Exception as err:  # noqa: BLE001 - a status file must never break the job itself
             warnings.warn(f"could not write {STATUS_FILE}: {err}", stacklevel=1)
