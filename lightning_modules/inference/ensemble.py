@@ -67,7 +67,7 @@ def with_tta(net: nn.Module, tta: int | bool | None) -> nn.Module:
     """``tta`` from a config: false/0/1 = the network alone, true or 4 = the 4 flips, 8 = flips and transposes."""
     if tta is True:  # checked first: True == 1 in Python
         # the 4 flips: nearly all of the gain at half the passes of 8 (shipped model, test split:
-        # 31.83 dB alone, 31.99 with 4 views, 32.00 with 8; docs/model_card.md)
+        # 31.94 dB alone, 32.11 with 4 views, 32.14 with 8; docs/model_card.md)
         tta = 4
     if tta in (None, False, 0, 1):
         return net
