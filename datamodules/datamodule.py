@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +18,17 @@ from datamodules.patch_schedule import PatchPhase, check_step_budget, parse_patc
 from datamodules.splits import check_fractions, clean_split, eval_seed, noisy_split
 
 SPLITS = ("train", "val", "test")
+STANDARD_START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def worker_start_method() -> str | None:
+    """How data-loader workers are started: ``None`` (the process default) unless the process runs
+    inside a pool that installed a start method of its own, such as joblib's ``loky`` in the
+    workers of ``hydra/launcher=parallel``; torch cannot start its workers that way, so then the
+    platform's first standard method (``fork`` on Linux, ``spawn`` on macOS and Windows)."""
+    if multiprocessing.get_start_method(allow_none=True) in (None, *STANDARD_START_METHODS):
+        return None
+    return next(m for m in multiprocessing.get_all_start_methods() if m in STANDARD_START_METHODS)
 
 
 class _DenoisingDataModule(L.LightningDataModule):
@@ -120,6 +132,7 @@ class _DenoisingDataModule(L.LightningDataModule):
             drop_last=shuffle and len(self.dataset(split)) >= batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            multiprocessing_context=worker_start_method() if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -98,10 +98,13 @@ def test_pretrained_stage_is_the_fifth_cycle_command_line():
     assert stage["data.train_noise.jpeg_quality"] == 95 and stage["callbacks.ema.decay"] == 0.999
 
 
-def test_slurm_launcher_and_optuna_search_compose():
+def test_slurm_and_parallel_launchers_and_optuna_search_compose():
     cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=4"], hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.timeout_min) == (4, 720)
+    cfg = compose_config("train", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=5"], hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("joblib_launcher.JoblibLauncher")
+    assert (cfg.hydra.launcher.n_jobs, cfg.hydra.launcher.backend) == (5, None)  # None: joblib's loky
     cfg = compose_config("train", ["hparams_search=optuna"], hydra_config=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
     assert cfg.hydra.sweeper.max_failure_rate == 1.0 and cfg.optimized_metric == "val/psnr_best"

@@ -1,6 +1,8 @@
-"""Scaling out: two-process CPU DDP, the ddp-in-multirun guard, Optuna on submitit-local, fine-tuning."""
+"""Scaling out: two-process CPU DDP, the ddp-in-multirun guard, Optuna on submitit-local, parallel multirun
+jobs (joblib), fine-tuning."""
 
 import json
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import yaml
 from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf
 
+from datamodules.datamodule import worker_start_method
 from lightning_modules.nets.checkpoints import load_weights_into, read_checkpoint
 from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
@@ -110,6 +113,37 @@ def test_optuna_search_on_submitit_local_survives_a_crashing_trial(tmp_path):
     assert "optim.lr must be > 0" in failed["error"]
     assert "hparams_search" not in jobs["COMPLETED"].name  # the folder names only what differs
     assert json.loads((jobs["COMPLETED"] / "run_info.json").read_text())["completed"]
+
+
+@pytest.mark.e2e
+def test_parallel_launcher_runs_multirun_jobs_at_once_with_data_loader_workers(tmp_path):
+    data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 2, "test": 3})
+    tiny = [arg for arg in TINY if not arg.startswith("data.num_workers")]
+    done = _run(
+        ["-m", "hydra/launcher=parallel", *tiny, "data.num_workers=1", f"data.root={data}",
+         f"paths.log_dir={tmp_path / 'logs'}", "loss=l1,mse"]
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    jobs = sorted(sweep.glob("[0-9]*"))
+    statuses = [json.loads((job / "job_status.json").read_text()) for job in jobs]
+    assert [status["status"] for status in statuses] == ["COMPLETED", "COMPLETED"]
+    losses = [[o for o in status["overrides"] if o.startswith("loss=")] for status in statuses]
+    assert losses == [["loss=l1"], ["loss=mse"]]
+    spans = []
+    for job in jobs:
+        assert (job / "checkpoints" / "best.ckpt").is_file()
+        (attempt,) = json.loads((job / "run_info.json").read_text())["attempts"]
+        spans.append((attempt["started"], attempt["completed"]))
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a  # the two jobs overlapped: they ran at once
+
+
+def test_data_loader_workers_start_the_standard_way_inside_a_pool_with_its_own_start_method(monkeypatch):
+    assert worker_start_method() is None  # a plain process keeps its default
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
+    assert worker_start_method() == multiprocessing.get_all_start_methods()[0]
+    assert worker_start_method() in ("fork", "spawn", "forkserver")
 
 
 def test_init_weights_starts_from_the_shipped_model_and_checks_the_network(tmp_path):
