@@ -4,7 +4,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lightning_modules.nets.losses import LOSSES, build_loss
-from lightning_modules.nets.metrics import image_metrics
+from lightning_modules.nets.metrics import exact_fp32_convolutions, image_metrics
 
 
 def test_metrics_match_scikit_image_per_image():
@@ -32,6 +32,39 @@ def test_metrics_inside_bf16_autocast_equal_fp32():
         inside = image_metrics(pred, clean)
     for name in reference:
         assert torch.allclose(inside[name], reference[name], rtol=1e-5), name
+
+
+def _round_to_tf32(t: torch.Tensor) -> torch.Tensor:
+    """Round fp32 to TF32's 10-bit mantissa (to nearest, ties to even), as tensor cores read their inputs."""
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x0FFF + ((bits >> 13) & 1)) & ~0x1FFF).view(torch.float32)
+
+
+def test_ssim_convolutions_leave_tf32_on_cuda(monkeypatch):
+    """CUDA's default TF32 convolutions pull SSIM down (noisy images: 0.4295 on an H200, 0.4335 on the CPU).
+
+    No GPU here, so the CPU's conv2d plays cuDNN: it rounds its inputs to TF32 whenever cuDNN's TF32 flag is on.
+    """
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 96), indexing="ij")
+    clean = (0.55 + 0.3 * torch.sin(5 * x) * torch.cos(4 * y))[None, None]
+    noisy = (clean + 0.08 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    exact = image_metrics(noisy, clean)["ssim"]
+
+    conv2d = torch.nn.functional.conv2d
+
+    def cudnn_like_conv2d(inputs, weight, *args, **kwargs):
+        if torch.backends.cudnn.allow_tf32:
+            inputs, weight = _round_to_tf32(inputs), _round_to_tf32(weight)
+        return conv2d(inputs, weight, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", cudnn_like_conv2d)
+    rounded = image_metrics(noisy, clean)["ssim"]  # a CPU tensor: the guard leaves the flag on
+    assert float((rounded - exact).abs()) > 1e-3  # the error the guard exists for
+    with exact_fp32_convolutions("cuda:0"):
+        assert not torch.backends.cudnn.allow_tf32
+        guarded = image_metrics(noisy, clean)["ssim"]
+    assert torch.equal(guarded, exact)
+    assert torch.backends.cudnn.allow_tf32  # restored afterwards
 
 
 def test_prediction_is_clamped_to_the_data_range():
