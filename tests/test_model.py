@@ -53,6 +53,42 @@ def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_the_fast_p
         DenoisingUnet(residual="yes")
 
 
+def test_lowpass_skip_adds_a_blur_that_never_sees_the_pixel_itself(tmp_path):
+    import torch.nn.functional as F
+
+    from lightning_modules.nets.checkpoints import export_safetensors, load_network
+    from lightning_modules.nets.fast_unet import FastUnet
+    from lightning_modules.nets.skip import LOWPASS_SIGMA, blind_lowpass
+
+    # an independent construction: the full 2-D kernel, centre zeroed, renormalised, one convolution
+    r = 12
+    d = torch.arange(-r, r + 1, dtype=torch.float64)
+    kernel = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * LOWPASS_SIGMA**2))
+    kernel[r, r] = 0.0
+    kernel /= kernel.sum()
+    x = torch.rand(2, 1, 40, 56, dtype=torch.float64)
+    reference = F.conv2d(F.pad(x, (r, r, r, r), mode="replicate"), kernel[None, None])
+    assert torch.allclose(blind_lowpass(x).double(), reference, atol=1e-6)
+    assert torch.allclose(blind_lowpass(torch.full((1, 1, 30, 30), 0.3)), torch.tensor(0.3), atol=1e-6)
+
+    x = torch.rand(1, 1, 48, 48, requires_grad=True)
+    blind_lowpass(x)[0, 0, 20, 31].backward()
+    assert abs(float(x.grad[0, 0, 20, 31])) < 1e-7 and float(x.grad[0, 0, 20, 30]) > 1e-3
+
+    torch.manual_seed(0)
+    plain, lowpass = DenoisingUnet(residual=False).eval(), DenoisingUnet(residual="lowpass").eval()
+    lowpass.load_state_dict(plain.state_dict())  # no parameters of its own
+    x = torch.rand(1, 1, 40, 72)
+    with torch.no_grad():
+        expected = plain(x) + blind_lowpass(x)
+        assert torch.allclose(lowpass(x), expected, atol=1e-6)
+        hparams = {"encoder_name": "resnet18", "residual": "lowpass"}
+        export_safetensors(tmp_path / "l.safetensors", lowpass, hparams, half=False)
+        loaded, hparams = load_network(tmp_path / "l.safetensors")
+        assert hparams["residual"] == "lowpass" and torch.allclose(loaded(x), expected, atol=1e-6)
+        assert torch.allclose(FastUnet(hparams, lowpass.state_dict())(x), expected, atol=1e-4)
+
+
 def test_a_few_steps_on_one_batch_raise_psnr():
     """Wiring check of model + loss + optimizer: fitting one fixed batch must improve it."""
     from lightning_modules.nets.losses import build_loss

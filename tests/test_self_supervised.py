@@ -98,9 +98,10 @@ def test_blind_spot_input_never_holds_a_hidden_pixels_own_value(hole_radius):
     assert torch.equal(masked[~hole], noisy[~hole])  # everything else untouched
 
 
-def test_blind_spot_output_at_a_masked_pixel_has_zero_gradient_wrt_its_input():
+@pytest.mark.parametrize("residual", [False, "lowpass"])
+def test_blind_spot_output_at_a_masked_pixel_has_zero_gradient_wrt_its_input(residual):
     torch.manual_seed(0)
-    net = DenoisingUnet(norm="group").eval()
+    net = DenoisingUnet(norm="group", residual=residual).eval()
     noisy = torch.rand(1, 1, 32, 32, requires_grad=True)
     centres = blind_spot_centres(noisy.shape, 5, torch.Generator().manual_seed(2))
     for hole_radius in (0, 1):
@@ -262,8 +263,10 @@ def test_the_best_checkpoint_metric_follows_method_and_data():
 def test_blind_spot_option_brings_the_plain_unet_and_refuses_the_residual_one():
     assert compose_config("train", ["training=n2v2_wide"]).model.residual is False
     assert compose_config("train", []).model.residual is True  # the default network is untouched
-    with pytest.raises(ValueError, match=r"training=n2v2 needs model.residual=false"):
-        prepare_training(compose_config("train", ["training=n2v2", "model.residual=true"]))
+    for residual, shown in (("true", "True"), ("affine", "affine")):
+        with pytest.raises(ValueError, match=rf"training=n2v2 needs model.residual=false or lowpass \(got {shown}\)"):
+            prepare_training(compose_config("train", ["training=n2v2", f"model.residual={residual}"]))
+    prepare_training(compose_config("train", ["training=n2v2", "model.residual=lowpass"]))  # blind by construction
 
 
 # --- data --------------------------------------------------------------------------------------

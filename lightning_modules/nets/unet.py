@@ -26,7 +26,9 @@ class DenoisingUnet(nn.Module):
         encoder_weights: ``None`` (random init, no download) or the name of pretrained weights such
             as ``"imagenet"``, which smp downloads on first use.
         residual: ``True``: predict the correction and add it to the input (residual learning);
-            ``"affine"``: add ``a·x + b`` with two learned scalars; ``False``: no skip.
+            ``"affine"``: add ``a·x + b`` with two learned scalars; ``"lowpass"``: add the input's
+            Gaussian blur without each pixel's own value (:func:`~lightning_modules.nets.skip.blind_lowpass`);
+            ``False``: no skip.
         decoder_attention_type: ``None`` or ``"scse"``.
         decoder_channels: widths of the five decoder stages.
         encoder_depth: number of encoder stages (the padding multiple is ``2**encoder_depth``).

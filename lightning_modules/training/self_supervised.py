@@ -167,10 +167,11 @@ def prepare_training(cfg: DictConfig) -> str:
             f"training=supervised needs clean images, and data={cfg.data._target_.rsplit('.', 1)[-1]} has none; "
             "choose a self-supervised method: training=neighbor2neighbor, n2v2 or r2r"
         )
-    if training["method"] == "n2v2" and OmegaConf.select(cfg, "model.residual"):
+    residual = OmegaConf.select(cfg, "model.residual")
+    if training["method"] == "n2v2" and residual not in (False, "lowpass"):
         raise ValueError(
-            "training=n2v2 needs model.residual=false: the residual path adds each pixel's own noisy value to a "
-            "correction learned while that value was hidden, so the noise would pass through"
+            f"training=n2v2 needs model.residual=false or lowpass (got {residual}): that path adds each pixel's own "
+            "noisy value to a correction learned while that value was hidden, so the noise would pass through"
         )
     monitor, _ = follow_selection_metric(cfg, has_targets)
     return monitor
