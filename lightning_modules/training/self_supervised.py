@@ -168,7 +168,7 @@ def prepare_training(cfg: DictConfig) -> str:
             "choose a self-supervised method: training=neighbor2neighbor, n2v2 or r2r"
         )
     residual = OmegaConf.select(cfg, "model.residual")
-    if training["method"] == "n2v2" and residual not in (False, "lowpass"):
+    if training["method"] == "n2v2" and residual not in (False, None, "lowpass"):
         raise ValueError(
             f"training=n2v2 needs model.residual=false or lowpass (got {residual}): that path adds each pixel's own "
             "noisy value to a correction learned while that value was hidden, so the noise would pass through"
