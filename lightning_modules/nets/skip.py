@@ -24,10 +24,16 @@ def check_skip(residual: bool | str) -> bool | str:
     return residual
 
 
+def keeps_blind_spot(residual: bool | str | None) -> bool:
+    """Whether the skip ``residual`` leaves each output pixel blind to its own input value (none at all,
+    ``None``, counts as the plain network)."""
+    return residual in (False, None, "lowpass")
+
+
 def blind_lowpass(x: torch.Tensor, sigma: float = LOWPASS_SIGMA) -> torch.Tensor:
     """A Gaussian blur of (B, 1, H, W) ``x`` whose kernel has a hole at its centre (the rest renormalised),
     so no output pixel depends on its own input value: the skip keeps a blind spot blind. Edges are
-    replicated; computed in fp32.
+    replicated; computed in fp32 (in the autocast dtype inside an autocast region, like the network).
 
     Example:
         >>> x = torch.zeros(1, 1, 31, 31); x[..., 15, 15] = 1.0

@@ -15,6 +15,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
 
+from lightning_modules.nets.skip import keeps_blind_spot
 from lightning_modules.selfsup.config import SUPERVISED, check_training_config, follow_selection_metric, method_of
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
@@ -168,7 +169,7 @@ def prepare_training(cfg: DictConfig) -> str:
             "choose a self-supervised method: training=neighbor2neighbor, n2v2 or r2r"
         )
     residual = OmegaConf.select(cfg, "model.residual")
-    if training["method"] == "n2v2" and residual not in (False, None, "lowpass"):
+    if training["method"] == "n2v2" and not keeps_blind_spot(residual):
         raise ValueError(
             f"training=n2v2 needs model.residual=false or lowpass (got {residual}): that path adds each pixel's own "
             "noisy value to a correction learned while that value was hidden, so the noise would pass through"
