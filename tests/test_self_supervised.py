@@ -260,8 +260,8 @@ def test_the_best_checkpoint_metric_follows_method_and_data():
         prepare_training(compose_config("train", ["data=noisy", "data.root=x"]))
 
 
-def test_blind_spot_option_brings_the_plain_unet_and_refuses_the_residual_one():
-    assert compose_config("train", ["training=n2v2_wide"]).model.residual is False
+def test_blind_spot_option_brings_the_lowpass_skip_and_refuses_the_plain_residual():
+    assert compose_config("train", ["training=n2v2_wide"]).model.residual == "lowpass"
     assert compose_config("train", []).model.residual is True  # the default network is untouched
     for residual, shown in (("true", "True"), ("affine", "affine")):
         with pytest.raises(ValueError, match=rf"training=n2v2 needs model.residual=false or lowpass \(got {shown}\)"):
