@@ -35,6 +35,7 @@ from lightning_modules.nets.fast_unet import (
     unsupported_reason,
 )
 from lightning_modules.nets.forward import eval_margin
+from lightning_modules.selfsup.fusion import FUSION_KEY, with_fusion
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "fast", "torch", "compile", "onnxruntime")
@@ -157,7 +158,8 @@ def load_predictor(
                 path = replace(path, backend="torch", fused=False, note=f"FastUnet does not support {reason}")
     if not isinstance(net, FastUnet) and path.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    net = with_intensity_map(net.to(device).eval(), hparams.get(MAP_KEY))  # self-supervised: to full dose
+    net = with_fusion(net.to(device).eval(), hparams.get(FUSION_KEY))  # N2V2: fused with the input
+    net = with_intensity_map(net, hparams.get(MAP_KEY))  # self-supervised: to full dose
     if path.backend == "compile":
         options = {"freezing": True} if device.type == "cpu" else None
         return FixedBatch(torch.compile(net, dynamic=False, options=options), batch_size), path
@@ -165,7 +167,10 @@ def load_predictor(
         from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
 
         network = repr(
-            {k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY)}
+            {
+                k: hparams.get(k)
+                for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY, FUSION_KEY)
+            }
         )
         onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
         return OnnxPredictor(onnx_path, eval_margin=path.edge_margin), path

@@ -25,6 +25,7 @@ from lightning_modules.nets.forward import check_margin, run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import TEST_KEYS, check_types
+from lightning_modules.selfsup.fusion import evaluation_fusion, with_fusion
 from lightning_modules.selfsup.intensity import (
     MAP_KEY,
     fit_intensity_map,
@@ -154,6 +155,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     if hparams.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
+    fusion = evaluation_fusion(cfg.get("fusion", "auto"), hparams, datamodule, data_cfg.get("dose"))
+    net = with_fusion(net, fusion)  # before the intensity map, which is fitted on what the model returns
     source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
     net, intensity = _intensity_map(net, hparams, source, cfg, datamodule, device)
     if cfg.get("save_intensity") and source in ("val", "train"):
@@ -194,6 +197,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data_range": 1.0,
         "failed": [{"file": str(source), "reason": reason} for source, reason in failed],
         "intensity_map": intensity,
+        "fusion": fusion,
     }
     summary = write_results(results_dir, rows, info)
     means = {k: v["mean"] for k, v in summary["metrics"].items()}

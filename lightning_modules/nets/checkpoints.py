@@ -101,8 +101,9 @@ def export_safetensors(
         value = value.detach().cpu().contiguous()
         state[key] = value.half() if half and value.is_floating_point() else value
     network = {k: hparams[k] for k in (*NETWORK_KEYS, "channels_last") if k in hparams}
-    if hparams.get("intensity_map"):  # a self-supervised model's gain/offset to full dose, applied by inference
-        network["intensity_map"] = hparams["intensity_map"]
+    for key in ("intensity_map", "fusion"):  # a self-supervised model's map to full dose and N2V2's fusion
+        if hparams.get(key):
+            network[key] = hparams[key]
     metadata = {"hparams": json.dumps(network), "format": "xray-denoise/unet"}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 

@@ -58,6 +58,7 @@ from lightning_modules.report.summary import (
 )
 from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import REPORT_KEYS, check_types
+from lightning_modules.selfsup.fusion import FUSION_KEY, with_fusion
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_intensity_map, is_self_supervised, with_intensity_map
 
 ROW_COLUMNS = ["file", "dose", "method", *METRIC_NAMES]
@@ -127,6 +128,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     out_dir = output_dir(cfg)
 
     net, hparams = load_network(ckpt_path)
+    net = with_fusion(net, hparams.get(FUSION_KEY))  # N2V2: the output fused with the input, as trained
     device = pick_device(str(cfg.device))
     net, intensity = report_intensity_map(net, hparams, cfg, inputs, root, device)
     net = with_tta(net, cfg.get("tta"))

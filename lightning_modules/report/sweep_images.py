@@ -20,6 +20,7 @@ from lightning_modules.inference.evaluate import evaluate_dataset
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.report.figures import flat_box, save_figure
 from lightning_modules.runs.folders import CHECKPOINT_DIR, load_run_config
+from lightning_modules.selfsup.fusion import FUSION_KEY, with_fusion
 from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 CROP = 48  # pixels of the crop, enlarged in the figure
@@ -43,7 +44,7 @@ def evaluate_job(folder: Path, split: str = "test") -> dict[str, Any] | None:
         return None
     dataset = datamodule.dataset(split)
     net, hparams = load_network(checkpoint)
-    net = with_intensity_map(net, hparams.get(MAP_KEY))
+    net = with_intensity_map(with_fusion(net, hparams.get(FUSION_KEY)), hparams.get(MAP_KEY))
     middle = len(dataset) // 2
     crop: dict[str, Any] = {}
 

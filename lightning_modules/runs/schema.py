@@ -114,6 +114,7 @@ TEST_KEYS: dict[str, tuple[str, ...]] = {
     "eval_margin": (INT, NULL),
     "intensity": (TEXT,),
     "save_intensity": (BOOL,),
+    "fusion": (TEXT, INT, BOOL),
 }
 
 REPORT_KEYS: dict[str, tuple[str, ...]] = {

@@ -101,7 +101,8 @@ def resolve_noise_level(
 
 class NoiseLevel:
     """σ of a noisy batch: a constant, or the noise model's std at each pixel's local mean and the
-    sample's dose (signal-dependent noise of the physical model)."""
+    sample's dose (signal-dependent noise of the physical model; ``params["dose"]``, where a run had one
+    dose, stands in for a batch without one)."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = dict(params)
@@ -112,6 +113,7 @@ class NoiseLevel:
         p = self.params
         if p["kind"] == "constant":
             return float(p["sigma"])
+        dose = p.get("dose") if dose is None else dose
         if dose is None:
             raise NoiseLevelError("training.sigma=physical: the batch has no dose (only simulated data carries one)")
         dose = torch.as_tensor(dose, dtype=torch.float32, device=noisy.device).reshape(-1, 1, 1, 1)
@@ -123,3 +125,29 @@ class NoiseLevel:
         counts = (dose * p["I0"] * torch.exp(-(p["p_min"] + span * local))).clamp_min(p["eps"])
         # delta method: var(-log N) ≈ var(N) / E[N]², var(N) = λ + σe² (Poisson + electronic)
         return torch.sqrt(counts + p["sigma_e"] ** 2) / counts / span
+
+
+def noisy_samples(datamodule: Any, count: int = ESTIMATE_IMAGES) -> list[torch.Tensor]:
+    """Up to ``count`` training inputs of ``datamodule``, evenly spaced, drawn without disturbing the
+    training RNG (random patches and noise are drawn with a fixed seed)."""
+    dataset = datamodule.dataset("train")
+    step = max(1, len(dataset) // count)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return [dataset[i]["low"] for i in range(0, len(dataset), step)][:count]
+
+
+def data_noise_level(sigma: Any, datamodule: Any, dose: Any) -> dict[str, Any]:
+    """``training.sigma`` resolved on ``datamodule`` (:func:`resolve_noise_level`, with its noise model
+    and its training images); a physical level also records ``dose`` when the data has one dose, so
+    inference outside training knows the noise level too."""
+    level = resolve_noise_level(sigma, getattr(datamodule, "noise", None), lambda: noisy_samples(datamodule))
+    return with_dose(level, dose)
+
+
+def with_dose(level: dict[str, Any], dose: Any) -> dict[str, Any]:
+    """``level`` with ``dose`` recorded when it is physical, has none yet and ``dose`` is one number."""
+    if level["kind"] == "physical" and "dose" not in level:
+        if isinstance(dose, (int, float)) and not isinstance(dose, bool):
+            return {**level, "dose": float(dose)}
+    return level

@@ -16,14 +16,20 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
 
 from lightning_modules.nets.skip import keeps_blind_spot
-from lightning_modules.selfsup.config import SUPERVISED, check_training_config, follow_selection_metric, method_of
+from lightning_modules.selfsup.config import (
+    SUPERVISED,
+    check_training_config,
+    follow_selection_metric,
+    method_of,
+    needs_noise_level,
+)
+from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_with_input
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
-from lightning_modules.selfsup.noise_level import NoiseLevel, resolve_noise_level
+from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level
 from lightning_modules.training.module import LitDenoiser
 
 EVAL_SEED = 20_240_601  # fixes the random views of the validation/test self-supervised loss
-NOISE_SAMPLES = 32  # training images the noise level is estimated from
 
 
 class SelfSupervisedDenoiser(LitDenoiser):
@@ -60,8 +66,10 @@ class SelfSupervisedDenoiser(LitDenoiser):
         self.hparams[MAP_KEY] = dict(intensity_map) if intensity_map else None
         self.ssl_loss = build_self_supervised_loss(**training)
         self.noise_level = NoiseLevel(training["noise_level"]) if "noise_level" in training else None
-        if getattr(self.ssl_loss, "needs_sigma", False) and self.noise_level is None:
+        if needs_noise_level(training) and self.noise_level is None:
             raise ValueError(f"training.method={training['method']} needs a resolved noise_level")
+        window = training.get("fusion_window", 0) if training["method"] == "n2v2" else 0
+        self.hparams[FUSION_KEY] = {"window": window, "noise_level": training["noise_level"]} if window else None
         self.val_ssl, self.test_ssl = MeanMetric(), MeanMetric()
         self.val_moments = CatMetric()
         self.psnr_mapped_best, self.ssl_loss_best = MaxMetric(), MinMetric()
@@ -70,7 +78,18 @@ class SelfSupervisedDenoiser(LitDenoiser):
         self._scored: set[str] = set()  # stages whose batches had clean images
 
     def _sigma(self, batch: dict[str, Any]) -> torch.Tensor | float | None:
-        return None if self.noise_level is None else self.noise_level(batch["low"], batch.get("dose"))
+        if self.noise_level is None or not getattr(self.ssl_loss, "needs_sigma", False):
+            return None
+        return self.noise_level(batch["low"], batch.get("dose"))
+
+    def denoise(self, low: torch.Tensor, dose: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The network's output (fp32), fused with ``low`` where the model says so (N2V2, ``fusion``)."""
+        pred = self(low).float()
+        fusion = self.hparams.get(FUSION_KEY)
+        if not fusion:
+            return pred
+        sigma = self.noise_level(low, dose)
+        return fuse_with_input(pred, low, torch.as_tensor(sigma, device=low.device) ** 2, fusion["window"])
 
     def _mapped(self, pred: torch.Tensor) -> torch.Tensor:
         stored = self.hparams.get(MAP_KEY)
@@ -85,7 +104,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
         generator = torch.Generator(device=low.device).manual_seed(EVAL_SEED + batch_idx)
         ssl = self.ssl_loss(self, low, generator=generator, sigma=self._sigma(batch))
         (self.val_ssl if stage == "val" else self.test_ssl).update(ssl, len(low))
-        pred = self(low).float()
+        pred = self.denoise(low, batch.get("dose"))
         if "high" in batch:
             self._scored.add(stage)
             if stage == "val":
@@ -141,7 +160,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
         self.log_dict(values, sync_dist=True)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._mapped(self(batch["low"]).float()).clamp(0.0, 1.0)
+        return self._mapped(self.denoise(batch["low"], batch.get("dose"))).clamp(0.0, 1.0)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the map belongs to the weights it was fitted with: testing best.ckpt uses best.ckpt's map
@@ -178,23 +197,15 @@ def prepare_training(cfg: DictConfig) -> str:
     return monitor
 
 
-def _noisy_samples(datamodule: L.LightningDataModule, count: int = NOISE_SAMPLES) -> list[torch.Tensor]:
-    """Up to ``count`` training inputs, evenly spaced, drawn without disturbing the training RNG."""
-    dataset = datamodule.dataset("train")
-    step = max(1, len(dataset) // count)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return [dataset[i]["low"] for i in range(0, len(dataset), step)][:count]
-
-
 def build_module(cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: Any) -> LitDenoiser:
     """:class:`LitDenoiser` for ``training=supervised``, else :class:`SelfSupervisedDenoiser`, with
-    R2R's noise level resolved (given, estimated or physical) before any training."""
+    the noise level of R2R and of N2V2's fusion resolved (given, estimated or physical) before any training."""
     if method_of(cfg) == "supervised":
         return LitDenoiser(**kwargs)
     training = OmegaConf.to_container(cfg.training, resolve=True)
-    if training["method"] == "r2r":
-        noise = getattr(datamodule, "noise", None)
-        training["noise_level"] = resolve_noise_level(training.get("sigma"), noise, lambda: _noisy_samples(datamodule))
-        print(f"training=r2r: noise level {training['noise_level']}")
+    if needs_noise_level(training):
+        training["noise_level"] = data_noise_level(
+            training.get("sigma"), datamodule, OmegaConf.select(cfg, "data.dose")
+        )
+        print(f"training={training['method']}: noise level {training['noise_level']}")
     return SelfSupervisedDenoiser(training=training, **kwargs)
