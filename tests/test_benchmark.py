@@ -175,6 +175,23 @@ def test_onnxruntime_equals_fp32(checkpoint, xdg_cache, net):
     assert len(list(cache.glob("*.onnx"))) == 1
 
 
+def test_onnxruntime_and_torch_apply_a_self_supervised_models_fusion_and_intensity_map(tmp_path, net):
+    pytest.importorskip("onnxruntime")
+    from lightning_modules.selfsup.fusion import fuse_with_input
+
+    level = {"kind": "constant", "sigma": 0.05, "source": "training.sigma"}
+    mapped = {"gain": 1.5, "offset": -0.1, "split": "val", "images": 2}
+    checkpoint = save_weights(
+        tmp_path / "ssl.pth", net, {**HPARAMS, "intensity_map": mapped, "fusion": {"window": 5, "noise_level": level}}
+    )
+    x = _input(1, 1, 64, 64)
+    expected = 1.5 * fuse_with_input(_reference(net, x), x, 0.05**2, 5).clamp(0, 1) - 0.1
+    for backend, tolerance in (("torch", 1e-5), ("onnxruntime", 1e-3)):  # the graph is the network alone
+        predictor, _ = load_predictor(checkpoint, "cpu", choose_path(backend, "32"))
+        with torch.no_grad():
+            torch.testing.assert_close(predictor(x), expected, atol=tolerance, rtol=tolerance)
+
+
 def test_missing_onnxruntime_names_the_extra(checkpoint, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     with pytest.raises(ImportError, match=r"xray-denoise\[onnx\]"):

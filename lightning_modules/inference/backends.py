@@ -158,20 +158,16 @@ def load_predictor(
                 path = replace(path, backend="torch", fused=False, note=f"FastUnet does not support {reason}")
     if not isinstance(net, FastUnet) and path.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    net = with_fusion(net.to(device).eval(), hparams.get(FUSION_KEY))  # N2V2: fused with the input
+    net = net.to(device).eval()
+    if path.backend == "onnxruntime":  # the graph holds the network; fusion and map run around it in torch
+        from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
+
+        network = repr({k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type")})
+        onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
+        net = OnnxPredictor(onnx_path, eval_margin=path.edge_margin)
+    net = with_fusion(net, hparams.get(FUSION_KEY))  # N2V2: fused with the input
     net = with_intensity_map(net, hparams.get(MAP_KEY))  # self-supervised: to full dose
     if path.backend == "compile":
         options = {"freezing": True} if device.type == "cpu" else None
         return FixedBatch(torch.compile(net, dynamic=False, options=options), batch_size), path
-    if path.backend == "onnxruntime":
-        from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
-
-        network = repr(
-            {
-                k: hparams.get(k)
-                for k in ("encoder_name", "residual", "norm", "decoder_attention_type", MAP_KEY, FUSION_KEY)
-            }
-        )
-        onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
-        return OnnxPredictor(onnx_path, eval_margin=path.edge_margin), path
     return net, path

@@ -89,8 +89,9 @@ def resolve_noise_level(
     if not sigma >= MIN_SIGMA:
         raise NoiseLevelError(
             f"training.sigma: the noise level estimated from {len(samples)} training images is "
-            f"{sigma:.2g}, below one 8-bit grey level ({MIN_SIGMA:.4f}): they look noise-free, so R2R has no "
-            "noise level to recorrupt with; set training.sigma=<noise std on the [0, 1] scale>"
+            f"{sigma:.2g}, below one 8-bit grey level ({MIN_SIGMA:.4f}): they look noise-free, so there is no noise "
+            "level to recorrupt with (R2R) or fuse at (N2V2); set training.sigma=<noise std on the [0, 1] scale> "
+            "(or, for N2V2, training.fusion_window=0)"
         )
     return {
         "kind": "constant",
