@@ -158,3 +158,15 @@ def test_simulated_n2v2_run_records_its_noise_level_and_every_inference_path_fus
         mapped = hparams["intensity_map"]
         expected = mapped["gain"] * expected.clamp(0, 1) + mapped["offset"]
         assert torch.allclose(predictor(x), expected, atol=1e-5)
+
+
+def test_n2v2_on_a_dose_range_refuses_fusion_at_the_physical_level_before_training():
+    from types import SimpleNamespace
+
+    from datamodules.noise import PhysicalNoiseModel
+    from lightning_modules.training.self_supervised import build_module
+
+    overrides = ["data=simulated", "data.root=unused", "data.dose=[0.05,1.0]", "training=n2v2"]
+    data = SimpleNamespace(noise=PhysicalNoiseModel())  # the resolution reads the noise model only
+    with pytest.raises(ValueError, match=r"training.fusion_window=15 with data.dose=\[0.05, 1.0\].*fusion_window=0"):
+        build_module(compose_config("train", overrides), data)

@@ -204,8 +204,17 @@ def build_module(cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: A
         return LitDenoiser(**kwargs)
     training = OmegaConf.to_container(cfg.training, resolve=True)
     if needs_noise_level(training):
-        training["noise_level"] = data_noise_level(
-            training.get("sigma"), datamodule, OmegaConf.select(cfg, "data.dose")
-        )
+        dose = OmegaConf.select(cfg, "data.dose")
+        training["noise_level"] = data_noise_level(training.get("sigma"), datamodule, dose)
+        if (
+            training["method"] == "n2v2"
+            and "dose" not in training["noise_level"]
+            and training["noise_level"]["kind"] == "physical"
+        ):
+            raise ValueError(
+                f"training.fusion_window={training['fusion_window']} with data.dose={dose}: fusion needs each image's "
+                "noise level, and after training (test.py, denoise.py) the dose of an image from a range is unknown; "
+                "set training.fusion_window=0, or training.sigma=<noise std on the [0, 1] scale>"
+            )
         print(f"training={training['method']}: noise level {training['noise_level']}")
     return SelfSupervisedDenoiser(training=training, **kwargs)
