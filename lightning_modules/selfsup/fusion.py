@@ -64,6 +64,15 @@ def fuse_with_input(
     return pred + weight * residual
 
 
+def fuse_at_noise_level(
+    pred: torch.Tensor, noisy: torch.Tensor, noise_level: NoiseLevel, window: int, dose: Any = None
+) -> torch.Tensor:
+    """:func:`fuse_with_input` at ``noise_level``'s σ for ``noisy`` (and ``dose``), in fp32 even inside autocast."""
+    with torch.autocast(noisy.device.type, enabled=False):
+        sigma = torch.as_tensor(noise_level(noisy.float(), dose), device=noisy.device)
+        return fuse_with_input(pred, noisy, sigma**2, window)
+
+
 class FusedDenoiser(nn.Module):
     """``net`` whose output is fused with its input (:func:`fuse_with_input`) at the noise level
     ``fusion["noise_level"]`` (a :class:`NoiseLevel` spec; a physical one carries the images' dose)."""
@@ -80,9 +89,7 @@ class FusedDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pred = self.net(x)
-        with torch.autocast(x.device.type, enabled=False):
-            sigma = self.noise_level(x.float())
-            return fuse_with_input(pred, x, torch.as_tensor(sigma, device=x.device) ** 2, self.window).to(pred.dtype)
+        return fuse_at_noise_level(pred, x, self.noise_level, self.window).to(pred.dtype)
 
 
 def with_fusion(net: nn.Module, fusion: dict[str, Any] | None) -> nn.Module:

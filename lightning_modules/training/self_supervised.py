@@ -23,7 +23,7 @@ from lightning_modules.selfsup.config import (
     method_of,
     needs_noise_level,
 )
-from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_with_input
+from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_at_noise_level
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
 from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level
@@ -88,8 +88,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
         fusion = self.hparams.get(FUSION_KEY)
         if not fusion:
             return pred
-        sigma = self.noise_level(low, dose)
-        return fuse_with_input(pred, low, torch.as_tensor(sigma, device=low.device) ** 2, fusion["window"])
+        return fuse_at_noise_level(pred, low, self.noise_level, fusion["window"], dose)
 
     def _mapped(self, pred: torch.Tensor) -> torch.Tensor:
         stored = self.hparams.get(MAP_KEY)
