@@ -73,10 +73,14 @@ def _check_sigma(sigma: Any) -> None:
         raise ValueError(f"training.sigma must be > 0 (a noise std on the [0, 1] scale), got {sigma}")
 
 
+def fusion_window(training: dict[str, Any]) -> int:
+    """The window N2V2 fuses its output with the input over; 0 for no fusion (and for every other method)."""
+    return int(training.get("fusion_window", 0)) if training.get("method") == "n2v2" else 0
+
+
 def needs_noise_level(training: dict[str, Any]) -> bool:
     """Whether ``training`` needs a resolved noise level: R2R recorrupts with it, N2V2 fuses with it."""
-    method = training.get("method")
-    return method == "r2r" or (method == "n2v2" and bool(training.get("fusion_window", 0)))
+    return training.get("method") == "r2r" or fusion_window(training) > 0
 
 
 def selection_metric(method: str, has_targets: bool) -> tuple[str, str]:

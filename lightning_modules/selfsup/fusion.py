@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level, with_dose
+from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level, lacks_dose, with_dose
 
 FUSION_KEY = "fusion"  # hyper-parameter: {"window", "noise_level"} (plain values), or None
 
@@ -81,7 +81,7 @@ class FusedDenoiser(nn.Module):
         super().__init__()
         self.net, self.window = net, check_fusion_window(fusion["window"], "fusion.window")
         self.noise_level = NoiseLevel(fusion["noise_level"])
-        if fusion["noise_level"]["kind"] == "physical" and fusion["noise_level"].get("dose") is None:
+        if lacks_dose(fusion["noise_level"]):
             raise ValueError(
                 "fusion: this model's noise level is the physical model's, and no dose is recorded for the images "
                 "(a run on a dose range); evaluate with fusion=off, or train at one dose"

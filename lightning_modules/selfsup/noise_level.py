@@ -146,9 +146,14 @@ def data_noise_level(sigma: Any, datamodule: Any, dose: Any) -> dict[str, Any]:
     return with_dose(level, dose)
 
 
+def lacks_dose(level: dict[str, Any]) -> bool:
+    """Whether ``level`` is physical without a recorded dose: it needs each batch's dose to give σ."""
+    return level["kind"] == "physical" and level.get("dose") is None
+
+
 def with_dose(level: dict[str, Any], dose: Any) -> dict[str, Any]:
     """``level`` with ``dose`` recorded when it is physical, has none yet and ``dose`` is one number."""
-    if level["kind"] == "physical" and "dose" not in level:
+    if lacks_dose(level):
         if isinstance(dose, (int, float)) and not isinstance(dose, bool):
             return {**level, "dose": float(dose)}
     return level

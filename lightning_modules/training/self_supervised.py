@@ -20,13 +20,14 @@ from lightning_modules.selfsup.config import (
     SUPERVISED,
     check_training_config,
     follow_selection_metric,
+    fusion_window,
     method_of,
     needs_noise_level,
 )
 from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_at_noise_level
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
-from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level
+from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level, lacks_dose
 from lightning_modules.training.module import LitDenoiser
 
 EVAL_SEED = 20_240_601  # fixes the random views of the validation/test self-supervised loss
@@ -68,7 +69,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
         self.noise_level = NoiseLevel(training["noise_level"]) if "noise_level" in training else None
         if needs_noise_level(training) and self.noise_level is None:
             raise ValueError(f"training.method={training['method']} needs a resolved noise_level")
-        window = training.get("fusion_window", 0) if training["method"] == "n2v2" else 0
+        window = fusion_window(training)
         self.hparams[FUSION_KEY] = {"window": window, "noise_level": training["noise_level"]} if window else None
         self.val_ssl, self.test_ssl = MeanMetric(), MeanMetric()
         self.val_moments = CatMetric()
@@ -205,11 +206,7 @@ def build_module(cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: A
     if needs_noise_level(training):
         dose = OmegaConf.select(cfg, "data.dose")
         training["noise_level"] = data_noise_level(training.get("sigma"), datamodule, dose)
-        if (
-            training["method"] == "n2v2"
-            and "dose" not in training["noise_level"]
-            and training["noise_level"]["kind"] == "physical"
-        ):
+        if fusion_window(training) and lacks_dose(training["noise_level"]):
             raise ValueError(
                 f"training.fusion_window={training['fusion_window']} with data.dose={dose}: fusion needs each image's "
                 "noise level, and after training (test.py, denoise.py) the dose of an image from a range is unknown; "
