@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_modules.selfsup.fusion import check_fusion_window
-from lightning_modules.selfsup.noise_level import SIGMA_MODES
+from lightning_modules.selfsup.noise_level import check_sigma
 
 # What every run did before the group existed (conf/training/supervised.yaml); left out of the
 # config fingerprint, so those runs still resume (lightning_modules/runs/records.py).
@@ -58,19 +58,10 @@ def check_training_config(training: dict[str, Any] | None) -> None:
         if training.get("window_radius") is not None:
             _number(training, "window_radius", radius + 1, integer=True)
         if check_fusion_window(training.get("fusion_window", 0)):
-            _check_sigma(training.get("sigma"))
+            check_sigma(training.get("sigma"))
     elif method == "r2r":
         _number(training, "alpha", 0.0, strict=True)
-        _check_sigma(training.get("sigma"))
-
-
-def _check_sigma(sigma: Any) -> None:
-    if not (sigma is None or sigma in SIGMA_MODES or (isinstance(sigma, (int, float)) and not isinstance(sigma, bool))):
-        raise ValueError(
-            f"training.sigma={sigma!r} is unknown; use auto, estimate, physical or a noise std on the [0, 1] scale"
-        )
-    if isinstance(sigma, (int, float)) and sigma <= 0:
-        raise ValueError(f"training.sigma must be > 0 (a noise std on the [0, 1] scale), got {sigma}")
+        check_sigma(training.get("sigma"))
 
 
 def fusion_window(training: dict[str, Any]) -> int:

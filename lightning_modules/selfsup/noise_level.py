@@ -54,6 +54,16 @@ def physical_params(noise: object) -> dict[str, Any] | None:
     return None
 
 
+def check_sigma(spec: Any) -> None:
+    """Refuse a ``training.sigma`` that is neither a mode nor a positive finite number, naming the key."""
+    if isinstance(spec, bool) or not (isinstance(spec, (int, float)) or spec in SIGMA_MODES or spec is None):
+        raise NoiseLevelError(
+            f"training.sigma={spec!r} is unknown; use auto, estimate, physical or a noise std on the [0, 1] scale"
+        )
+    if isinstance(spec, (int, float)) and (not math.isfinite(spec) or spec <= 0):
+        raise NoiseLevelError(f"training.sigma must be > 0 (a noise std on the [0, 1] scale), got {spec}")
+
+
 def resolve_noise_level(
     spec: Any, noise: object | None, training_samples: Callable[[], Sequence[torch.Tensor]]
 ) -> dict[str, Any]:
@@ -68,13 +78,8 @@ def resolve_noise_level(
         NoiseLevelError: physical without a noise model, a non-positive number, or an estimate
             below one 8-bit grey level (images without measurable noise).
     """
-    if isinstance(spec, bool) or not (isinstance(spec, (int, float)) or spec in SIGMA_MODES or spec is None):
-        raise NoiseLevelError(
-            f"training.sigma={spec!r} is unknown; use auto, estimate, physical or a noise std on the [0, 1] scale"
-        )
+    check_sigma(spec)
     if isinstance(spec, (int, float)):
-        if not math.isfinite(spec) or spec <= 0:
-            raise NoiseLevelError(f"training.sigma must be > 0 (a noise std on the [0, 1] scale), got {spec}")
         return {"kind": "constant", "sigma": float(spec), "source": "training.sigma"}
     params = physical_params(noise) if noise is not None else None
     if spec == "physical" or (spec in ("auto", None) and params is not None):
