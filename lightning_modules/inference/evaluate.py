@@ -23,7 +23,7 @@ from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import check_margin, run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
-from lightning_modules.runs.folders import load_run_config, resolve_checkpoint
+from lightning_modules.runs.folders import load_run_config, resolve_checkpoint, shipped_models
 from lightning_modules.runs.schema import TEST_KEYS, check_types
 from lightning_modules.selfsup.fusion import evaluation_fusion, with_fusion
 from lightning_modules.selfsup.intensity import (
@@ -160,12 +160,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     source = intensity_source(hparams, str(cfg.get("intensity", "auto")), str(cfg.split))
     net, intensity = _intensity_map(net, hparams, source, cfg, datamodule, device)
     if cfg.get("save_intensity") and source in ("val", "train"):
-        if str(cfg.ckpt) == "pretrained":
-            raise ValueError("save_intensity=true: the shipped model is never modified")
+        if str(cfg.ckpt) in shipped_models():
+            raise ValueError("save_intensity=true: the shipped models are never modified")
         store_intensity_map(ckpt_path, intensity)  # denoise.py ckpt=... applies it from now on
     if cfg.get("results_dir"):
         results_dir = Path(cfg.results_dir)
-    elif str(cfg.ckpt) == "pretrained":  # never write into the installed package
+    elif str(cfg.ckpt) in shipped_models():  # never write into the installed package
         results_dir = Path(cfg.paths.output_dir) / "results"
     else:
         results_dir = run_dir / "results"

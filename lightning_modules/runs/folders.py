@@ -11,9 +11,19 @@ from omegaconf import DictConfig, OmegaConf
 RUN_CONFIG = "run_config.yaml"  # the resolved config every training run saves in its folder
 CHECKPOINT_DIR = "checkpoints"
 NAMED_CHECKPOINTS = {"best": "best.ckpt", "last": "last.ckpt"}
-# The shipped model: weights and the exact training config, laid out like a run folder.
+# The shipped models: weights and the exact training config, each laid out like a run folder.
+# pretrained: images degraded like cxr-pairs (darker, white noise); physical: real detector images
+# at a lower dose (same brightness, signal-dependent noise).
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PHYSICAL_DIR = Path(__file__).resolve().parents[1] / "physical"
 PRETRAINED_WEIGHTS = "model.safetensors"
+
+
+def shipped_models() -> dict[str, Path]:
+    """``ckpt=`` name -> folder of each shipped model (read at call time, so tests can swap the folders)."""
+    return {"pretrained": PRETRAINED_DIR, "physical": PHYSICAL_DIR}
+
+
 # Classes that moved when the packages were split into subpackages: run configs saved before name
 # them by their old module, and still load.
 LEGACY_TARGETS = {
@@ -36,20 +46,21 @@ def find_runs(log_dir: str | os.PathLike) -> list[Path]:
 
 
 def resolve_checkpoint(ckpt: str, run: str | None, log_dir: str | os.PathLike) -> tuple[Path, Path | None]:
-    """Turn ``ckpt=pretrained|best|last|<path>`` and an optional ``run=<folder>`` into
+    """Turn ``ckpt=pretrained|physical|best|last|<path>`` and an optional ``run=<folder>`` into
     ``(checkpoint, run folder)``.
 
-    ``pretrained`` is the shipped model. ``best``/``last`` without ``run`` mean the most recent run
+    ``pretrained`` and ``physical`` are the shipped models. ``best``/``last`` without ``run`` mean the most recent run
     under ``log_dir`` that has that checkpoint. A path may point anywhere; its run folder is found
     when it sits in one.
     """
-    if ckpt == "pretrained":
-        path = PRETRAINED_DIR / PRETRAINED_WEIGHTS
+    shipped = shipped_models()
+    if ckpt in shipped:
+        path = shipped[ckpt] / PRETRAINED_WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(
-                f"ckpt=pretrained: no shipped model at {path}; use ckpt=best, ckpt=last or ckpt=/path/to/x.ckpt"
+                f"ckpt={ckpt}: no shipped model at {path}; use ckpt=best, ckpt=last or ckpt=/path/to/x.ckpt"
             )
-        return path, PRETRAINED_DIR
+        return path, shipped[ckpt]
     if ckpt in NAMED_CHECKPOINTS:
         filename = NAMED_CHECKPOINTS[ckpt]
         if run is not None:
