@@ -20,6 +20,7 @@ from lightning_modules.inference.allocator import release_if_above
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.failures import write_failures
+from lightning_modules.inference.input_range import InputCheck, read_input_range
 from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for, release_limit_mb
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
@@ -96,7 +97,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     inputs = find_inputs(str(cfg.input))
     output_dir = Path(cfg.output).expanduser()
     jobs = plan_outputs(inputs, output_dir, bool(cfg.jpeg_as_png))  # refused before anything is written
-    checkpoint = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)[0]
+    checkpoint, model_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
     ensure_writable_dir(output_dir, "output")
     net, path = load_predictor(checkpoint, device, path, batch_size=batch_size or 1)
     net = with_tta(net, cfg.get("tta"))
@@ -105,6 +106,9 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     memory_limit_mb = release_limit_mb(float(cfg.memory_gb))
     skipped = len(jobs) - len(todo)
     console = Console(stderr=True)
+    check_input = InputCheck(
+        read_input_range(model_dir), lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+    )
     start, pixels = time.perf_counter(), 0
     failed: list[tuple[Path, str]] = []
     with Progress(
@@ -123,6 +127,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
                 failed.append((source, str(err)))
                 progress.advance(files_task)
                 continue
+            check_input(str(source), image)  # still denoised: the user decides, knowing what differs
             height, width = image.shape
             plan = plan_for(height, width, path, float(cfg.memory_gb), overlap, tile, batch_size)
             tiles_task = progress.add_task(f"  {source.name}", total=plan.tiles)
@@ -148,6 +153,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             progress.remove_task(tiles_task)
             progress.advance(files_task)
     seconds = time.perf_counter() - start
+    check_input.finish()
     write_failures(output_dir, failed)
     summary = {
         "images": len(todo) - len(failed),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from datamodules.io.images import ImageReadError, read_image, write_image
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import DihedralView, with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures
+from lightning_modules.inference.input_range import InputCheck, read_input_range
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import check_margin, run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
@@ -172,6 +174,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     failed: list[tuple[str, str]] = []
     if cfg.get("view") is not None:
         net = DihedralView(net, int(cfg.view))
+    check_input = InputCheck(read_input_range(run_dir), lambda line: print(line, file=sys.stderr))
     rows = evaluate_dataset(
         with_tta(net, cfg.get("tta")),
         dataset,
@@ -179,7 +182,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         image_dir=results_dir / "images" if cfg.write_images else None,
         bf16=str(cfg.precision) == "bf16",
         failed=failed,
+        per_image=lambda _, sample, __: check_input(sample["name"], sample["low"][0].numpy()) or {},
     )
+    check_input.finish()
     write_failures(results_dir, failed)
     if not rows:
         raise ImageReadError(
