@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules import SAMPLE_ROOT
 from datamodules.datasets import NoisyImageDataset, PairedImageDataset, SimulatedPairDataset
-from datamodules.io.images import image_size
+from datamodules.io.images import check_bit_depth, image_size
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, DoseSpec, check_dose, check_fraction, check_noise_model
 from datamodules.patch_schedule import PatchPhase, check_step_budget, parse_patch_schedule, phase_at
@@ -48,8 +48,13 @@ class _DenoisingDataModule(L.LightningDataModule):
         eval_batch_size: int = 1,
         min_foreground: float = 0.0,
         patch_schedule: list | None = None,
+        bit_depth: int | str = "auto",
     ) -> None:
         super().__init__()
+        # data.bit_depth: significant bits of integer images (12 for 12-bit data in 16-bit files without
+        # sBIT); auto reads it from each file. None handed to the datasets: what a script states, else auto.
+        stated = check_bit_depth(bit_depth, "data.bit_depth")
+        self.bit_depth = None if stated == "auto" else stated
         if not 0.0 <= float(min_foreground) <= 1.0:
             raise ValueError(f"data.min_foreground must be in [0, 1], got {min_foreground}")
         self.min_foreground = float(min_foreground)
@@ -198,6 +203,7 @@ class PairedDataModule(_DenoisingDataModule):
             min_foreground=self.min_foreground,
             noise=self.train_noise if train else None,
             real_fraction=self.real_fraction,
+            bit_depth=self.bit_depth,
         )
 
 
@@ -250,6 +256,7 @@ class SimulatedDataModule(_DenoisingDataModule):
             cache=self.cache,
             seed=None if train else eval_seed(self.seed, split),
             min_foreground=self.min_foreground,
+            bit_depth=self.bit_depth,
         )
 
 
@@ -283,4 +290,5 @@ class NoisyDataModule(_DenoisingDataModule):
             patches_per_image=self.patches_per_image if train else 1,
             cache=self.cache,
             min_foreground=self.min_foreground,
+            bit_depth=self.bit_depth,
         )

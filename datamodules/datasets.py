@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.io.images import read_image
+from datamodules.io.images import BitDepth, read_image
 from datamodules.io.pairing import ImagePair
 from datamodules.noise import DoseSpec, NoiseModel, check_fraction, sample_dose
 from datamodules.patches import random_aligned_crop, random_dihedral
@@ -22,14 +22,15 @@ Sample = dict[str, torch.Tensor | str | int]
 class _ImageCache:
     """Reads images as (1, H, W) tensors, kept in memory when ``enabled``."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, bit_depth: BitDepth | None = None) -> None:
         self.enabled = enabled
+        self.bit_depth = bit_depth
         self._store: dict[Path, torch.Tensor] = {}
 
     def load(self, path: Path) -> torch.Tensor:
         if path in self._store:
             return self._store[path]
-        tensor = torch.from_numpy(read_image(path)[0]).unsqueeze(0)
+        tensor = torch.from_numpy(read_image(path, self.bit_depth)[0]).unsqueeze(0)
         if self.enabled:
             self._store[path] = tensor
         return tensor
@@ -47,13 +48,15 @@ class _ImageFileDataset(Dataset):
         patches_per_image: int = 1,
         cache: bool = False,
         min_foreground: float = 0.0,
+        bit_depth: BitDepth | None = None,
     ) -> None:
         self._items = items
+        self.bit_depth = bit_depth  # of integer images (datamodules.io.images.read_image); None: as stated around
         self.patch_size = patch_size
         self.augment = augment
         self.patches_per_image = patches_per_image
         self.min_foreground = min_foreground
-        self._cache = _ImageCache(cache)
+        self._cache = _ImageCache(cache, bit_depth)
 
     def __len__(self) -> int:
         return len(self._items) * self.patches_per_image
@@ -96,8 +99,9 @@ class PairedImageDataset(_ImageFileDataset):
         min_foreground: float = 0.0,
         noise: NoiseModel | None = None,
         real_fraction: float = 0.0,
+        bit_depth: BitDepth | None = None,
     ) -> None:
-        super().__init__(items, patch_size, augment, patches_per_image, cache, min_foreground)
+        super().__init__(items, patch_size, augment, patches_per_image, cache, min_foreground, bit_depth)
         self.noise = noise
         self.real_fraction = check_fraction(real_fraction, "data.real_fraction")
 
@@ -180,8 +184,9 @@ class SimulatedPairDataset(_SingleFileDataset):
         cache: bool = False,
         seed: int | None = None,
         min_foreground: float = 0.0,
+        bit_depth: BitDepth | None = None,
     ) -> None:
-        super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground)
+        super().__init__(images, patch_size, augment, patches_per_image, cache, min_foreground, bit_depth)
         self.noise = noise
         self.dose = dose
         self.seed = seed

@@ -1,19 +1,31 @@
 """Reading and writing greyscale radiographs as float32 arrays in [0, 1], bright = dense.
 
 Formats: PNG (8/16-bit), JPEG (8-bit), TIFF (8/16-bit integer or float; :mod:`datamodules.io.tiff`)
-and DICOM (:mod:`datamodules.io.dicom`). Every image read here carries an :class:`ImageInfo` that says
-how it was stored, so a result is written back in the same format, bit depth and polarity.
+and DICOM (:mod:`datamodules.io.dicom`, also without a file extension: recognised by ``DICM`` at byte
+128). Every image read here carries an :class:`ImageInfo` that says how it was stored, so a result is
+written back in the same format, bit depth and polarity.
+
+Bit depth: integer data of ``b`` significant bits is divided by ``2**b - 1``. ``bit_depth="auto"``
+takes ``b`` from the file (PNG ``sBIT``, TIFF ``SMaxSampleValue``/``MaxSampleValue``/``BitsPerSample``,
+DICOM ``BitsStored``), else the container (8 or 16). A 16-bit PNG without ``sBIT`` that holds 12-bit
+values is read as 16-bit (dark): nothing in the file says otherwise, so the user states
+``bit_depth=12``. A result is written at the bit depth it was read with (12-bit values in a 16-bit
+file, with ``sBIT``/``MaxSampleValue`` set).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from datamodules.io.atomic import atomic_write
 
@@ -21,6 +33,8 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES
+
+BitDepth = int | Literal["auto"]  # significant bits of integer data (1..16), or read from the file
 
 
 class ImageReadError(ValueError):
@@ -31,16 +45,99 @@ class ImageReadError(ValueError):
 class ImageInfo:
     """How an image was stored: enough to write a result back in the same form."""
 
-    bit_depth: int  # 8 or 16 for integer data (DICOM: Bits Stored, 1..16); 32 for float TIFF
-    suffix: str  # lower-case file suffix, e.g. ".png"
-    kind: str = "uint"  # "uint", "int" (signed DICOM) or "float" (TIFF)
+    bit_depth: int  # significant bits of integer data, 1..16 (PNG sBIT, DICOM Bits Stored); 32 for float TIFF
+    suffix: str  # lower-case file suffix, e.g. ".png"; ".dcm" for a DICOM without one
+    kind: str = "uint"  # "uint", "int" (signed DICOM holding negative values) or "float" (TIFF)
     value_range: tuple[float, float] | None = None  # float TIFF: the values that map to 0 and 1
     photometric: str = "MONOCHROME2"  # DICOM MONOCHROME1 is stored inverted (bright = thin)
     source: str | None = None  # DICOM: the file whose tags a written result keeps
 
 
+def check_bit_depth(value: object, key: str = "bit_depth") -> BitDepth:
+    """``"auto"`` (also for ``None``) or a whole number of bits 1..16; a ``ValueError`` naming ``key`` else."""
+    if value is None or value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 16:
+        return value
+    raise ValueError(f"{key}={value!r} is not a bit depth; use auto or a whole number 1..16 (e.g. {key}=12)")
+
+
+_stated: list[BitDepth] = ["auto"]  # what read_image(path) uses when no bit_depth is passed
+
+
+@contextmanager
+def stated_bit_depth(value: object, key: str = "bit_depth") -> Iterator[BitDepth]:
+    """Within the block, ``read_image(path)`` without a ``bit_depth`` reads with ``value`` (a script's
+    ``bit_depth=`` setting reaching every reader it calls); checked first, naming ``key``."""
+    depth = check_bit_depth(value, key)
+    _stated.append(depth)
+    try:
+        yield depth
+    finally:
+        _stated.pop()
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True for a DICOM file: a ``.dcm``/``.dicom`` name, or ``DICM`` at byte 128 (``IM0001``)."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """An image by its suffix, or a DICOM by its preamble whatever its name."""
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or is_dicom_file(path)
+
+
+def png_significant_bits(path: str | os.PathLike) -> int | None:
+    """The grey (first) value of a PNG's ``sBIT`` chunk, or ``None`` when there is none."""
+    with open(path, "rb") as handle:
+        if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind in (b"IDAT", b"IEND"):
+                return None  # sBIT must come before the image data
+            if kind == b"sBIT":
+                data = handle.read(length)
+                return data[0] if data else None
+            handle.seek(length + 4, os.SEEK_CUR)  # data and CRC
+
+
+def scale_integers(
+    raw: np.ndarray, path: Path, container: int, declared: int | None, bit_depth: BitDepth
+) -> tuple[np.ndarray, int]:
+    """Unsigned integers of a ``container``-bit file to float32 [0, 1], and the bit depth used.
+
+    ``bit_depth`` stated: the values must fit it. ``auto``: the bit depth the file ``declared`` when
+    the values fit it, else the container (values above it are samples scaled to the full container,
+    as the PNG standard has it for ``sBIT``).
+    """
+    top = int(raw.max()) if raw.size else 0
+    if bit_depth != "auto":
+        if bit_depth > container:
+            raise ImageReadError(f"{path}: bit_depth={bit_depth} is more than this {container}-bit file holds")
+        if top > (1 << bit_depth) - 1:
+            raise ImageReadError(
+                f"{path}: values up to {top} do not fit bit_depth={bit_depth} (0..{(1 << bit_depth) - 1}); "
+                "state the data's real bit depth or bit_depth=auto"
+            )
+        depth = bit_depth
+    elif declared is not None and 1 <= declared < container and top <= (1 << declared) - 1:
+        depth = declared
+    else:
+        depth = container
+    return raw.astype(np.float32) / np.float32((1 << depth) - 1), depth
 
 
 def grey_channel(array: np.ndarray, path: Path, label: str) -> np.ndarray:
@@ -73,39 +170,46 @@ def _to_grey_array(image: Image.Image, path: Path) -> tuple[np.ndarray, int]:
     raise ImageReadError(f"{path}: unsupported image mode {mode!r} (need 8- or 16-bit greyscale)")
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
+def read_image(path: str | os.PathLike, bit_depth: BitDepth | None = None) -> tuple[np.ndarray, ImageInfo]:
     """Read a PNG, JPEG, TIFF or DICOM radiograph.
+
+    Args:
+        bit_depth: significant bits of integer data (1..16), or ``"auto"``: from the file (module doc);
+            ``None``: what the enclosing :func:`stated_bit_depth` says, else ``"auto"``.
 
     Returns:
         ``(array, info)``: ``array`` is float32 of shape (H, W) in [0, 1] with bright = dense
-        (8-bit divided by 255, 16-bit by 65535; TIFF and DICOM as their modules say); ``info``
+        (integers divided by ``2**bit_depth - 1``; TIFF and DICOM as their modules say); ``info``
         records how it was stored.
 
     Raises:
-        ImageReadError: the file is missing, truncated, not an image, colour, or of another bit depth.
+        ImageReadError: the file is missing, truncated, not an image, colour, or its values do not fit
+            the stated bit depth.
     """
     path = Path(path)
+    bit_depth = _stated[-1] if bit_depth is None else check_bit_depth(bit_depth)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         from datamodules.io.tiff import read_tiff
 
-        return read_tiff(path)
-    if suffix in DICOM_SUFFIXES:
+        return read_tiff(path, bit_depth)
+    if suffix in DICOM_SUFFIXES or (suffix not in PIL_SUFFIXES and is_dicom_file(path)):
         from datamodules.io.dicom import read_dicom
 
-        return read_dicom(path)
+        return read_dicom(path, bit_depth)
     try:
         with Image.open(path) as image:
             image.load()
-            raw, bit_depth = _to_grey_array(image, path)
+            raw, container = _to_grey_array(image, path)
+        declared = png_significant_bits(path) if suffix == ".png" else None
     except ImageReadError:
         raise
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: file not found") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: cannot read image ({err})") from err
-    scale = np.float32((1 << bit_depth) - 1)
-    return raw.astype(np.float32) / scale, ImageInfo(bit_depth=bit_depth, suffix=path.suffix.lower())
+    array, depth = scale_integers(raw, path, container, declared, bit_depth)
+    return array, ImageInfo(bit_depth=depth, suffix=suffix)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -123,12 +227,17 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+def container_bits(bit_depth: int) -> int:
+    """The integer type (8 or 16 bits) that holds ``bit_depth``-bit values."""
+    if not 1 <= bit_depth <= 16:
+        raise ValueError(f"unsupported bit depth {bit_depth}; use 1..16")
+    return 8 if bit_depth <= 8 else 16
+
+
 def to_stored(array: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Clip a [0, 1] float array and round it to the integer type of ``bit_depth``."""
-    if bit_depth not in (8, 16):
-        raise ValueError(f"unsupported bit depth {bit_depth}; use 8 or 16")
+    """Clip a [0, 1] float array and round it to 0..2**bit_depth - 1 in uint8 or uint16."""
     max_value = (1 << bit_depth) - 1
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    dtype = np.uint8 if container_bits(bit_depth) == 8 else np.uint16
     scaled = np.clip(array, 0.0, 1.0)  # the one float temporary: huge images stay within memory
     scaled *= max_value
     np.rint(scaled, out=scaled)
@@ -156,16 +265,21 @@ def write_image(path: str | os.PathLike, array: np.ndarray, info: ImageInfo | No
         from datamodules.io.tiff import write_tiff
 
         return write_tiff(path, array, info)
-    if suffix in DICOM_SUFFIXES:
-        from datamodules.io.dicom import write_dicom
+    if suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and info is not None and info.source is not None):
+        from datamodules.io.dicom import write_dicom  # also a DICOM named without an extension
 
         return write_dicom(path, array, info)
     if suffix not in PIL_SUFFIXES:
         raise ValueError(f"{path}: cannot write {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if suffix in (".jpg", ".jpeg") and bit_depth != 8:
+    if suffix in (".jpg", ".jpeg") and container_bits(bit_depth) != 8:
         raise ValueError(f"{path}: JPEG holds 8-bit data only, got {bit_depth}-bit")
     stored = to_stored(np.asarray(array, dtype=np.float32), bit_depth)
     image = Image.fromarray(stored)
     if suffix == ".png":
-        return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
+        chunks = PngInfo()
+        if bit_depth != container_bits(bit_depth):
+            chunks.add(b"sBIT", bytes([bit_depth]))  # 12-bit values in a 16-bit PNG say so
+        return atomic_write(
+            path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=chunks)
+        )
     return atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=100, subsampling=0))

@@ -80,7 +80,8 @@ def evaluate_dataset(
         rows.append(row)
         if image_dir is not None:
             try:
-                _, info = read_image(sample["source"])  # format, bit depth, polarity and tags of the input
+                # format, bit depth, polarity and tags of the input, read as the dataset read it
+                _, info = read_image(sample["source"], getattr(dataset, "bit_depth", None))
                 write_image(Path(image_dir) / sample["name"], pred[0, 0].cpu().numpy(), info)
             except (OSError, ValueError) as err:
                 if failed is None:
