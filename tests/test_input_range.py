@@ -36,7 +36,7 @@ def _degraded(model, dose: float) -> list[np.ndarray]:
 
 def test_record_round_trips_and_separates_darker_from_full_brightness(tmp_path):
     darker = _degraded(AffineGaussianNoiseModel(), 1.0)  # the cxr-pairs degradation
-    record = measure_input_range(darker, "darker images", "ckpt=physical")
+    record = measure_input_range(darker, "darker images", "physical")
     write_input_range(tmp_path, record)
     assert read_input_range(tmp_path) == record
     assert read_input_range(tmp_path / "elsewhere") is None
@@ -54,7 +54,7 @@ def test_unreadable_record_names_its_file(tmp_path):
 
 def test_check_prints_the_first_warnings_then_a_count():
     lines: list[str] = []
-    record = {"low": [0.0, 0.1], "high": [0.5, 0.6], "trained_on": "darker images", "otherwise": "ckpt=physical"}
+    record = {"low": [0.0, 0.1], "high": [0.5, 0.6], "trained_on": "darker images", "otherwise": "physical"}
     check = InputCheck(record, lines.append, limit=2)
     bright = np.linspace(0.0, 1.0, 1000, dtype=np.float32)
     for i in range(5):

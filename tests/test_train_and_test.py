@@ -14,6 +14,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from lightning_modules.inference.evaluate import evaluate
+from lightning_modules.inference.input_range import read_input_range
 from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,13 +95,16 @@ def test_exported_model_works_as_pretrained_and_tta_is_an_option(trained_run, tm
 
     run_dir, _, _ = trained_run
     shipped = tmp_path / "pretrained"
-    export(compose_config("export", [f"run={run_dir}", f"output={shipped}"]))
+    export(compose_config("export", [f"run={run_dir}", f"output={shipped}", "input_range.otherwise=physical"]))
     assert (shipped / "model.safetensors").is_file() and (shipped / "run_config.yaml").is_file()
+    record = read_input_range(shipped)  # the run's training inputs, measured whole
+    assert record["otherwise"] == "physical" and 0 < record["images"] <= 500
+    assert 0.0 <= record["low"][0] <= record["low"][1] < record["high"][0] <= record["high"][1] <= 1.0
     with pytest.raises(FileExistsError, match="overwrite=true"):
         export(compose_config("export", [f"run={run_dir}", f"output={shipped}"]))
 
-    monkeypatch.setattr(runs, "PRETRAINED_DIR", shipped)
-    base = ["ckpt=pretrained", "device=cpu", "write_images=false", f"paths.output_dir={tmp_path / 'out'}"]
+    monkeypatch.setattr(runs, "PHYSICAL_DIR", shipped)  # either shipped name resolves its own folder
+    base = ["ckpt=physical", "device=cpu", "write_images=false", f"paths.output_dir={tmp_path / 'out'}"]
     summary = evaluate(compose_config("test", base))
     reference = evaluate(
         compose_config("test", [f"run={run_dir}", f"results_dir={tmp_path / 'ref'}", "write_images=false"])

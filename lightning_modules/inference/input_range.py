@@ -83,7 +83,7 @@ def unfamiliar_input(image: np.ndarray, record: dict[str, Any] | None) -> str | 
 
 def warning_line(name: str, difference: str, record: dict[str, Any]) -> str:
     """One line naming the file, what differs and the model to use instead."""
-    advice = f"; for such images use {record['otherwise']}" if record.get("otherwise") else ""
+    advice = f"; for such images use ckpt={record['otherwise']}" if record.get("otherwise") else ""
     return f"warning: {name}: {difference} (trained on {record['trained_on']}){advice}"
 
 

@@ -13,9 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
+from lightning_modules.inference.input_range import measure_input_range, write_input_range
 from lightning_modules.nets.checkpoints import export_safetensors, load_network
 from lightning_modules.runs.folders import PRETRAINED_WEIGHTS, RUN_CONFIG, load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import EXPORT_KEYS, check_types
@@ -36,11 +39,24 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise FileExistsError(f"output={output}: {PRETRAINED_WEIGHTS} exists; pass overwrite=true to replace it")
     net, hparams = load_network(checkpoint)
     export_safetensors(target, net, hparams, half=bool(cfg.half))
-    portable = portable_config(OmegaConf.to_container(load_run_config(run_dir)), Path.cwd())
+    run_cfg = load_run_config(run_dir)
+    portable = portable_config(OmegaConf.to_container(run_cfg), Path.cwd())
     atomic_write_text(output / RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(portable)))
+    if int(cfg.input_range.images) > 0:
+        record = training_input_range(run_cfg.data, int(cfg.input_range.images), cfg.input_range)
+        print(f"input range ({record['images']} training inputs): {write_input_range(output, record)}")
     size_mb = target.stat().st_size / 1e6
     print(f"{checkpoint} -> {target} ({size_mb:.1f} MB, {'fp16' if cfg.half else 'fp32'})")
     return {"weights": str(target), "size_mb": size_mb}
+
+
+def training_input_range(data_cfg: DictConfig, images: int, settings: DictConfig) -> dict[str, Any]:
+    """The input-range record of the run's training inputs: ``images`` whole training images, evenly
+    spaced, as the data module gives them unaugmented (real low-dose images, or simulated at fixed seeds)."""
+    dataset = instantiate(data_cfg).full_images("train")
+    chosen = np.unique(np.linspace(0, len(dataset) - 1, min(images, len(dataset))).round().astype(int))
+    inputs = (dataset[int(i)]["low"][0].numpy() for i in chosen)
+    return measure_input_range(inputs, str(settings.trained_on), settings.otherwise)
 
 
 def portable_config(node: Any, base: Path) -> Any:

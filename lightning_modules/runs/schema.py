@@ -98,6 +98,7 @@ DENOISE_KEYS: dict[str, tuple[str, ...]] = {
     "channels_last": (BOOL,),
     "tta": (BOOL, INT),
     "overwrite": (BOOL,),
+    "recursive": (BOOL,),
     "jpeg_as_png": (BOOL,),
     "progress": (BOOL,),
 }
@@ -139,6 +140,9 @@ EXPORT_KEYS: dict[str, tuple[str, ...]] = {
     "output": (PATH,),
     "half": (BOOL,),
     "overwrite": (BOOL,),
+    "input_range.images": (INT,),
+    "input_range.trained_on": (TEXT,),
+    "input_range.otherwise": (TEXT, NULL),
 }
 
 FIT_NOISE_KEYS: dict[str, tuple[str, ...]] = {
