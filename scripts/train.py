@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from lightning_modules.runs.errors import one_line_errors
+from lightning_modules.runs.errors import check_command_line, one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 from lightning_modules.training.train import train
 
@@ -17,4 +17,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_command_line()  # a path with spaces or ( ): one line with the quoting that works
     main()

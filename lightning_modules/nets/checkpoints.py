@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,15 +44,34 @@ def read_checkpoint(
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"{path}: not a readable checkpoint ({err})") from err
+        raise ValueError(
+            f"{path}: not a checkpoint of this project, torch cannot read it ({load_failure(err)}); use "
+            "ckpt=pretrained, best, last or a .ckpt, best_model.pth or .safetensors written by this project"
+        ) from err
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint of this project")
     if "hyper_parameters" in checkpoint:  # Lightning checkpoint of LitDenoiser
         state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
         return dict(checkpoint["hyper_parameters"]), state
     if "hparams" in checkpoint:
         return dict(checkpoint["hparams"]), checkpoint["state_dict"]
     raise ValueError(f"{path}: no model hyper-parameters inside; not a checkpoint of this project")
+
+
+def load_failure(err: BaseException) -> str:
+    """torch.load's reason in a few words, without its advice to use ``weights_only=False`` (never safe
+    for a file of unknown origin) or to file an issue."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    text = " ".join(text.split())
+    if text.isdigit() or not text:  # e.g. "101": the first byte read as a pickle opcode
+        text = "not a pickle or zip file"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -39,6 +39,37 @@ def is_project_check(err: BaseException) -> bool:
     return line.startswith("raise ")
 
 
+def check_command_line(argv: list[str] | None = None) -> None:
+    """Before Hydra reads the command line: a ``key=value`` its grammar cannot read (a path with spaces
+    or parentheses, ``input=/data/scan 1 (copy).png``) ends in one line that shows the quoting that
+    works, ``"input='/data/scan 1 (copy).png'"``, instead of Hydra's lexer error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = None
+    for arg in sys.argv[1:] if argv is None else argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue  # flags (-m, --cfg job) and their values
+        parser = parser or OverridesParser.create()
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            key, _, value = arg.partition("=")
+            if "'" not in value:
+                hint = f"\"{key}='{value}'\""
+            elif '"' not in value:
+                hint = f"'{key}=\"{value}\"'"
+            else:
+                hint = "a value quoted for Hydra inside the shell's quotes (see docs/reliability.md)"
+            print(
+                f"error: {arg}: Hydra cannot read this value unquoted (spaces, ( ), [ ], {{ }}, commas, quotes "
+                f"and = need quotes); quote it for Hydra inside the shell's quotes: {hint}",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1) from None
+
+
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 

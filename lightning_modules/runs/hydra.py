@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import traceback
 import warnings
 from datetime import datetime
@@ -23,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
-from lightning_modules.runs.ranks import is_rank_zero
+from lightning_modules.runs.ranks import is_rank_zero, process_rank
 
 STATUS_FILE = "job_status.json"
 # Written by train() into the job's own folder when it continues another run's folder: that folder's path.
@@ -51,13 +52,49 @@ def job_dirname(num: int, overrides: str) -> str:
     return f"{name.encode()[: MAX_JOB_DIRNAME - 10].decode(errors='ignore')}_{digest}"
 
 
+def unique_dir(path: str) -> str:
+    """``path``, created here and now; ``path_1``, ``path_2``, ... when another process created it first.
+
+    Run and multirun folders are named after the time to the second, so two trainings started in the
+    same second (a sweep on a cluster) used to share one folder. ``os.mkdir`` creates a folder only if
+    it does not exist, atomically (also on NFS), so each caller gets a folder of its own whatever the
+    clock says. Registered with ``use_cache``: Hydra resolves a run's folder several times (and copies
+    the resolved value into every job of a sweep, pickled jobs included), and each gets this one.
+    Extra ranks of a ``torchrun``/SLURM-task launch keep the plain name, as they did before: they
+    write nothing of their own there.
+    """
+    base = Path(path)
+    if process_rank() != 0:
+        return str(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(100_000):
+        candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise FileExistsError(f"{base}: 100000 folders of this name exist already")
+
+
 def register_resolvers() -> None:
-    """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``) and ``${job_dirname:...}``
-    (``conf/hydra/default.yaml``)."""
+    """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``), ``${job_dirname:...}`` and
+    ``${unique_dir:...}`` (``conf/hydra/default.yaml``)."""
     if not OmegaConf.has_resolver("best_cpu_precision"):
         OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
     if not OmegaConf.has_resolver("job_dirname"):
         OmegaConf.register_new_resolver("job_dirname", job_dirname)
+    if not OmegaConf.has_resolver("unique_dir"):
+        OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
+
+
+def write_job_status(folder: str | os.PathLike, record: dict[str, Any]) -> None:
+    """``folder/job_status.json``, and the same in the run ``folder`` continued (``continues_run.txt``)."""
+    folder = Path(folder)
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write_text(folder / STATUS_FILE, text)
+    if (folder / CONTINUES_FILE).is_file():
+        atomic_write_text(Path((folder / CONTINUES_FILE).read_text().strip()) / STATUS_FILE, text)
 
 
 class JobStatusRecorder(Callback):
@@ -76,10 +113,6 @@ class JobStatusRecorder(Callback):
             record["error"] = f"{type(error).__name__}: {error}"
             record["traceback"] = "".join(traceback.format_exception(error))
         try:
-            folder = Path(config.hydra.runtime.output_dir)
-            text = json.dumps(record, indent=2) + "\n"
-            atomic_write_text(folder / STATUS_FILE, text)
-            if (folder / CONTINUES_FILE).is_file():
-                atomic_write_text(Path((folder / CONTINUES_FILE).read_text().strip()) / STATUS_FILE, text)
+            write_job_status(config.hydra.runtime.output_dir, record)
         except Exception as err:  # noqa: BLE001 - a status file must never break the job itself
             warnings.warn(f"could not write {STATUS_FILE}: {err}", stacklevel=1)

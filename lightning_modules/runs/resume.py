@@ -44,5 +44,9 @@ def checkpoint_progress(path: str | Path) -> dict[str, int]:
         # mmap: only the counters are read, not the 170 MB of weights and optimizer state
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"{path}: cannot resume, the checkpoint is unreadable ({err}); use resume=never") from err
+        from lightning_modules.nets.checkpoints import load_failure
+
+        raise ValueError(
+            f"{path}: cannot resume, the checkpoint is unreadable ({load_failure(err)}); use resume=never"
+        ) from err
     return {"epoch": int(checkpoint["epoch"]), "global_step": int(checkpoint["global_step"])}

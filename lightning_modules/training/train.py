@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,13 @@ from lightning_modules.inference.evaluate import metrics_table
 from lightning_modules.nets.checkpoints import load_weights_into
 from lightning_modules.runs.config import check_train_config, has_patch_schedule, save_run_config
 from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
-from lightning_modules.runs.hydra import CONTINUES_FILE
+from lightning_modules.runs.hydra import CONTINUES_FILE, write_job_status
+from lightning_modules.runs.lock import RunLock
 from lightning_modules.runs.ranks import is_rank_zero
-from lightning_modules.runs.records import mark_completed, start_attempt
+from lightning_modules.runs.records import mark_completed, read_run_info, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
 from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
-from lightning_modules.training.faults import AtomicCheckpointIO
+from lightning_modules.training.faults import AtomicCheckpointIO, check_free_space
 from lightning_modules.training.self_supervised import build_module, prepare_training
 
 
@@ -53,13 +55,21 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
-def _resume_if_unfinished(cfg: DictConfig) -> dict[str, Any] | None:
-    """With ``resume=auto``, point ``cfg`` at the unfinished run of the same command (if any)."""
+def _resume_if_unfinished(cfg: DictConfig, lock: RunLock | None) -> dict[str, Any] | None:
+    """With ``resume=auto``, point ``cfg`` at the unfinished run of the same command (if any) and, on
+    rank 0, lock it into ``lock``: a run another process is training refuses, naming that process."""
     if cfg.get("ckpt_path"):
         return None  # an explicit checkpoint wins
     run_dir = find_resumable(cfg)
     if run_dir is None:
         return None
+    if lock is not None:
+        lock.run_dir = run_dir
+        lock.acquire(advice="wait for it to end, or use resume=never to start a new run")
+        info = read_run_info(run_dir)
+        if info is not None and info.get("completed"):  # it finished while we were looking
+            lock.release()
+            return None
     last = run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]
     progress = checkpoint_progress(last)
     job_dir = Path(cfg.paths.output_dir)
@@ -77,6 +87,48 @@ def _resume_if_unfinished(cfg: DictConfig) -> dict[str, Any] | None:
     return {"checkpoint": str(last), **progress}
 
 
+def _interrupted(cfg: DictConfig, job_dir: Path) -> None:
+    """After Ctrl+C (SIGINT): record ``INTERRUPTED`` in ``job_status.json`` and say how to go on."""
+    if not is_rank_zero():
+        return
+    run_dir = Path(cfg.paths.output_dir)
+    last = run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]
+    try:
+        progress = checkpoint_progress(last) if last.is_file() else None
+    except ValueError:
+        progress = None
+    if progress is None:
+        hint = f"interrupted before the first checkpoint of {run_dir}; the same command starts afresh"
+    else:
+        hint = (
+            f"interrupted: {last} holds epoch {progress['epoch']}, step {progress['global_step']} (the last "
+            "validation); run the same command again to continue from it (resume=auto), or add resume=never "
+            "to start afresh"
+        )
+    overrides: list[str] = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            overrides = list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 - the record must not fail for want of the overrides
+        pass
+    record = {
+        "status": "INTERRUPTED",
+        "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "overrides": overrides,
+        "error": "KeyboardInterrupt: interrupted (SIGINT)",
+        "hint": hint,
+    }
+    for folder in dict.fromkeys([job_dir, run_dir]):
+        if folder.is_dir():
+            try:
+                write_job_status(folder, record)
+            except OSError as err:
+                print(f"could not write job_status.json in {folder}: {err}", file=sys.stderr)
+    print(hint, file=sys.stderr, flush=True)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and, with ``cfg.test``, test the best checkpoint); return the final metrics as floats.
 
@@ -88,8 +140,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_train_config(cfg)
     monitor = prepare_training(cfg)  # training=<method>: checked, and the metric that picks best.ckpt
     check_distributed_launch(cfg)
-    resumed_from = _resume_if_unfinished(cfg)
-    output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    job_dir = Path(cfg.paths.output_dir)  # Hydra's folder for this job, before a resume moves output_dir
+    lock = RunLock(job_dir) if is_rank_zero() else None  # one process trains a run folder at a time
+    try:
+        resumed_from = _resume_if_unfinished(cfg, lock)
+        output_dir = ensure_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+        if lock is not None and not lock.held:
+            lock.run_dir = output_dir
+            lock.acquire(advice="wait for it to end, or give this run another paths.output_dir")
+        return _train_in(cfg, output_dir, job_dir, monitor, resumed_from)
+    except KeyboardInterrupt:  # Ctrl+C outside fit (inside, Lightning turns it into SystemExit: _train_in)
+        _interrupted(cfg, job_dir)
+        raise SystemExit(130) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_in(
+    cfg: DictConfig, output_dir: Path, job_dir: Path, monitor: str, resumed_from: dict[str, Any] | None
+) -> dict[str, float]:
+    """The body of :func:`train`, with the run folder chosen and locked."""
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -104,11 +175,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_weights") and not cfg.get("ckpt_path"):  # a resumed run has its own weights
         source, _ = resolve_checkpoint(str(cfg.init_weights), None, cfg.paths.log_dir)
         load_weights_into(model.net, source, OmegaConf.to_container(cfg.model, resolve=True), "init_weights")
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    check_free_space(output_dir, model, callbacks)  # before an epoch is spent, not at its first checkpoint
     if is_rank_zero():  # with DDP every rank runs this function; one writes the records
         save_run_config(cfg, output_dir / RUN_CONFIG, overrides={"data.root": str(datamodule.root)})
         start_attempt(output_dir, cfg, datamodule.root, resumed_from=resumed_from)
 
-    callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
     reload = {"reload_dataloaders_every_n_epochs": 1} if has_patch_schedule(cfg) else {}  # a new phase's loader
     trainer: L.Trainer = instantiate(
@@ -117,7 +189,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(_flat_hparams(cfg))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SystemExit:  # Lightning turns Ctrl+C (SIGINT) into sys.exit(1) after a graceful shutdown
+        if not trainer.interrupted:
+            raise
+        _interrupted(cfg, job_dir)
+        raise SystemExit(130) from None
     distributed = trainer.world_size > 1
     if distributed:
         finish_process_group()
