@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from datamodules.io.images import stated_bit_depth
 from lightning_modules.inference.denoise import denoise
-from lightning_modules.runs.errors import one_line_errors
+from lightning_modules.runs.errors import check_command_line, one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
@@ -21,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line()  # a path with spaces or ( ): one line with the quoting that works
     main()

@@ -51,7 +51,8 @@ def test_inputs_sharing_a_stem_get_one_output_each(tmp_path):
     inputs = _inputs(tmp_path / "in")
     summary = denoise(_config(inputs, tmp_path / "out"))
     assert summary["images"] == 3 and summary["failed"] == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["other.png", "scan_jpg.png", "scan_png.png"]
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))  # .denoised_by.json
+    assert outputs == ["other.png", "scan_jpg.png", "scan_png.png"]
     from_png, info = read_image(tmp_path / "out" / "scan_png.png")
     assert info.bit_depth == 16 and from_png.shape == (64, 64)
     plan = dict(plan_outputs([inputs / "a.png", inputs / "b.png"], tmp_path / "o", True))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import time
-from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,71 +13,28 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.io.atomic import ensure_writable_dir
-from datamodules.io.images import ImageInfo, ImageReadError, is_image_file, read_image, write_image
-from datamodules.io.pairing import list_images
+from datamodules.io.images import ImageInfo, ImageReadError, read_image, write_image
 from lightning_modules.inference.allocator import release_if_above
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
-from lightning_modules.inference.failures import write_failures
+from lightning_modules.inference.failures import FAILED_LIST, write_failures
 from lightning_modules.inference.input_range import InputCheck, read_input_range
+from lightning_modules.inference.outputs import (  # noqa: F401 - find_inputs, plan_outputs: the public names
+    MODEL_RECORD,
+    check_output_file,
+    claim_outputs,
+    find_inputs,
+    is_done,
+    looks_like_a_file,
+    model_record,
+    plan_outputs,
+    report_failures,
+    write_or_disk_full,
+)
 from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for, release_limit_mb
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
 from lightning_modules.runs.schema import DENOISE_KEYS, check_types
-
-
-def find_inputs(spec: str) -> list[Path]:
-    """Images named by a file, a folder (its images, not recursive) or a glob pattern."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = list_images(path)
-    else:
-        files = sorted(Path(p) for p in glob.glob(str(path)) if is_image_file(p))
-    if not files:
-        raise FileNotFoundError(f"input={spec}: no PNG, JPEG, TIFF or DICOM images found")
-    return files
-
-
-def output_path(source: Path, output_dir: Path, jpeg_as_png: bool) -> Path:
-    """Same file name in ``output_dir``; lossy JPEG becomes PNG unless ``jpeg_as_png`` is false."""
-    if jpeg_as_png and source.suffix.lower() in (".jpg", ".jpeg"):
-        return output_dir / (source.stem + ".png")
-    return output_dir / source.name
-
-
-def plan_outputs(inputs: list[Path], output_dir: Path, jpeg_as_png: bool) -> list[tuple[Path, Path]]:
-    """``(input, output)`` for every input; never an output that is an input, never two inputs on one output.
-
-    Inputs whose outputs would collide (``scan.jpg`` and ``scan.png`` both giving ``scan.png``) keep
-    their extension in the name instead: ``scan_jpg.png`` and ``scan_png.png``. An output folder
-    that holds any input file is refused (raising ``ValueError``): denoising must never write over
-    the originals, whatever ``overwrite`` says.
-    """
-    resolved_inputs = {p.resolve() for p in inputs}
-    out_resolved = output_dir.resolve()
-    clashing = [p for p in inputs if p.resolve().parent == out_resolved]
-    if clashing:
-        raise ValueError(
-            f"output={output_dir}: this folder holds the input images (e.g. {clashing[0].name}); "
-            "denoising never writes over its inputs, choose another output folder"
-        )
-    first = {p: output_path(p, output_dir, jpeg_as_png) for p in inputs}
-    counts = Counter(first.values())
-    jobs = []
-    for source, target in first.items():
-        if counts[target] > 1:
-            extension = source.suffix.lstrip(".").lower() or "noext"
-            target = target.with_name(f"{source.stem}_{extension}{target.suffix}")
-        if target.resolve() in resolved_inputs:
-            raise ValueError(f"output={output_dir}: {target} is an input image; choose another output folder")
-        jobs.append((source, target))
-    shared = [target for target, count in Counter(t for _, t in jobs).items() if count > 1]
-    if shared:
-        duplicates = sorted(t.name for t in shared)
-        raise ValueError(f"output={output_dir}: several inputs would be written to {', '.join(duplicates)}")
-    return jobs
 
 
 def denoise(cfg: DictConfig) -> dict[str, Any]:
@@ -94,22 +50,35 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     margin = margin_for(cfg.get("margin", "auto"), overlap)
     check_settings(overlap, margin, batch_size or 1)
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
-    inputs = find_inputs(str(cfg.input))
-    output_dir = Path(cfg.output).expanduser()
-    jobs = plan_outputs(inputs, output_dir, bool(cfg.jpeg_as_png))  # refused before anything is written
+    output = Path(cfg.output).expanduser()
+    inputs, root = find_inputs(str(cfg.input), bool(cfg.get("recursive", False)), output)
+    if looks_like_a_file(output):  # output=denoised.png: the file of a single input
+        check_output_file(output, inputs, str(cfg.input), bool(cfg.jpeg_as_png))
+        if output.resolve() == inputs[0].resolve():
+            raise ValueError(f"output={output}: is the input image; denoising never writes over its inputs")
+        output_dir, jobs = output.parent, [(inputs[0], output)]
+        record_file = output.parent / f".{output.name}{MODEL_RECORD}"
+    else:
+        output_dir = output
+        jobs = plan_outputs(inputs, output_dir, bool(cfg.jpeg_as_png), root)  # refused before anything is written
+        record_file = output_dir / MODEL_RECORD
     checkpoint, model_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
     ensure_writable_dir(output_dir, "output")
+    tta = cfg.get("tta")
+    views = 4 if tta is True else 1 if tta in (None, False, 0, 1) else int(tta)  # as with_tta reads it
+    settings = {"tta": views, "overlap": overlap, "margin": margin, "precision": "bf16" if path.bf16 else "32"}
+    since = claim_outputs(record_file, model_record(checkpoint, settings), bool(cfg.overwrite), output)
     net, path = load_predictor(checkpoint, device, path, batch_size=batch_size or 1)
     net = with_tta(net, cfg.get("tta"))
 
-    todo = [(s, d) for s, d in jobs if cfg.overwrite or not d.exists()]
+    todo = [(s, d) for s, d in jobs if cfg.overwrite or not is_done(d, since)]
     memory_limit_mb = release_limit_mb(float(cfg.memory_gb))
     skipped = len(jobs) - len(todo)
     console = Console(stderr=True)
     check_input = InputCheck(
         read_input_range(model_dir), lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
     )
-    start, pixels = time.perf_counter(), 0
+    start, pixels, done = time.perf_counter(), 0, 0
     failed: list[tuple[Path, str]] = []
     with Progress(
         TextColumn("{task.description}"),
@@ -146,7 +115,11 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             )
             if target.suffix.lower() != source.suffix.lower():
                 info = ImageInfo(bit_depth=8, suffix=target.suffix.lower())
-            write_image(target, result.clamp_(0.0, 1.0).numpy(), info)
+            write = partial(write_image, target, result.clamp_(0.0, 1.0).numpy(), info)
+            whole = f"{done} of {len(todo)} images written, each whole; free some space and run the same command again"
+            write_or_disk_full(target, write, whole)
+            done += 1
+            del write
             del result
             release_if_above(memory_limit_mb)  # between images: what a whole-image pass kept for reuse
             pixels += height * width
@@ -154,7 +127,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             progress.advance(files_task)
     seconds = time.perf_counter() - start
     check_input.finish()
-    write_failures(output_dir, failed)
+    write_or_disk_full(output_dir / FAILED_LIST, lambda: write_failures(output_dir, failed))
     summary = {
         "images": len(todo) - len(failed),
         "failed": len(failed),
@@ -165,6 +138,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     }
     console.print(
         f"{summary['images']} images ({skipped} already done, {len(failed)} failed), {summary['mpix']:.2f} Mpix, "
-        f"{seconds:.1f} s, {summary['mpix_per_s']:.2f} Mpix/s -> {output_dir}"
+        f"{seconds:.1f} s, {summary['mpix_per_s']:.2f} Mpix/s -> {output}"
     )
+    report_failures(failed, output_dir / FAILED_LIST)
     return summary
