@@ -188,6 +188,11 @@ class DetectorNoiseFamily:
         bits = self.bits[int(torch.randint(len(self.bits), (), generator=generator))]
         return quantize((clean + noise).clamp_(0.0, 1.0), bits)
 
+    def evaluation_noise(self) -> PhysicalNoiseModel:
+        """What reports evaluate a model of this family on: a family has no one noise level, so the
+        project's physical dose study (default detector) at the report's doses."""
+        return PhysicalNoiseModel()
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(physical_share={self.physical_share:g}, display_share={self.display_share:g}, "

@@ -5,6 +5,7 @@ Each low-dose model of the project gets the transform that makes this true (or n
 
 - :class:`CountsAnscombe` for :class:`~datamodules.noise.PhysicalNoiseModel`: back to detector counts,
   Generalised Anscombe Transform (σ = 1), and back through the unbiased inverse.
+- :class:`ScaledCountsAnscombe` for the display-domain :class:`~datamodules.detector_noise.PoissonGaussianNoiseModel`.
 - :class:`AffineCorrection` for the affine model, the Gaussian model and real pairs: undo the
   intensity change ``y = g·x + b + n`` so the result is ``x + n/g``.
 
@@ -21,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from datamodules.detector_noise import PoissonGaussianNoiseModel
 from datamodules.io.images import read_image
 from datamodules.noise import AffineGaussianNoiseModel, GaussianNoiseModel, PhysicalNoiseModel
 from lightning_modules.classical.anscombe import gat_forward, gat_inverse_unbiased
@@ -95,6 +97,37 @@ class AffineCorrection:
         )
 
 
+@dataclass(frozen=True)
+class ScaledCountsAnscombe:
+    """Display-domain Poisson–Gaussian ``y = Poisson(s·x)/s + N(0, σ²)`` → counts ``s·y`` → GAT with
+    electronic noise ``s·σ`` counts; back with the unbiased inverse and ``/ s``.
+
+    The protocol draws ``s`` (η times the dose) and ``σ`` per image from ranges a denoiser is not told;
+    the baselines get the ranges' midpoints.
+    """
+
+    scale: float
+    noise: float
+    sigma: float = 1.0
+
+    def forward(self, noisy: np.ndarray) -> np.ndarray:
+        return gat_forward(self.scale * np.asarray(noisy, dtype=np.float64), self.scale * self.noise)
+
+    def inverse(self, denoised: np.ndarray) -> np.ndarray:
+        counts = gat_inverse_unbiased(denoised, self.scale * self.noise)
+        return np.clip(counts / self.scale, 0.0, 1.0).astype(np.float32)
+
+    def describe(self) -> str:
+        return (
+            f"counts s·y (s = η·dose = {self.scale:g} photons at intensity 1), Generalised Anscombe Transform "
+            f"with σ = {self.noise:.4f} (the midpoints of the protocol's ranges), unbiased inverse, clipped to [0, 1]"
+        )
+
+
+def _poisson_gaussian(model: PoissonGaussianNoiseModel, dose: float) -> Stabiliser:
+    return ScaledCountsAnscombe(sum(model.eta) / 2 * dose, sum(model.sigma) / 2)
+
+
 def _physical(model: PhysicalNoiseModel, dose: float) -> Stabiliser:
     return CountsAnscombe(model, dose)
 
@@ -111,6 +144,7 @@ STABILISERS: dict[type, Callable[..., Stabiliser]] = {
     PhysicalNoiseModel: _physical,
     AffineGaussianNoiseModel: _affine,
     GaussianNoiseModel: _gaussian,
+    PoissonGaussianNoiseModel: _poisson_gaussian,
 }
 
 

@@ -88,14 +88,16 @@ def noise_model(noise_cfg: Any, run_data: DictConfig) -> Any:
     """The low-dose model: ``noise_cfg`` (a ``_target_`` node), else the run's ``data.noise``.
 
     A run trained on real pairs has no noise model; the physical one (default parameters) is used.
-    A simulated run whose ``data.noise`` is null used the affine model, as its data module did.
+    A simulated run whose ``data.noise`` is null used the affine model, as its data module did. A run
+    trained on a family of detectors is evaluated on what the family names (``evaluation_noise()``).
     """
     if noise_cfg is not None:
         return instantiate(noise_cfg)
     if "noise" not in run_data:
         return PhysicalNoiseModel()
     node = run_data.get("noise")
-    return AffineGaussianNoiseModel() if node is None else instantiate(node)
+    model = AffineGaussianNoiseModel() if node is None else instantiate(node)
+    return model.evaluation_noise() if hasattr(model, "evaluation_noise") else model
 
 
 def describe_run_data(run_data: DictConfig) -> dict[str, Any]:
