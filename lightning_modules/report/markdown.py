@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lightning_modules.classical.baselines import DESCRIPTIONS, LABELS
@@ -265,10 +266,15 @@ def training_dose(summary: dict[str, Any]) -> str:
 
 
 def render_report(
-    summary: dict[str, Any], figures: dict[str, str], run_config_yaml: str, report_config_yaml: str
+    summary: dict[str, Any],
+    figures: dict[str, str],
+    run_config_yaml: str,
+    report_config_yaml: str,
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole report; ``figures`` maps ``"curves"``, ``"panels <dose>"`` and ``"flat region <dose>"``
-    to relative PNG paths."""
+    to relative PNG paths; ``sections`` (Markdown lines, e.g. the image-quality section) go before the
+    table of all numbers."""
     methods = ", ".join(LABELS.get(m, m) for m in summary["methods"])
     intro = (
         f"{summary['images']} {summary['split']} images of `{summary['data_root']}`; "
@@ -316,6 +322,7 @@ def render_report(
                     f"![flattest region at {dose_label(dose)}]({flat})",
                     "",
                 ]
+    lines += list(sections)
     lines += ["## All numbers", "", detail_table(summary), ""]
     timing = [[LABELS.get(m, m), f"{s:.3f}"] for m, s in summary["seconds_per_image"].items()]
     lines += ["## Time per image", "", markdown_table(["method", "seconds per image and dose"], timing), ""]

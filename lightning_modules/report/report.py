@@ -36,6 +36,7 @@ from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.metrics import METRIC_NAMES
 from lightning_modules.report.document import checkpoint_info, software_versions, write_document
 from lightning_modules.report.figures import Curve, PanelCase, plot_dose_curves, plot_flat_crops, plot_panels
+from lightning_modules.report.image_quality_report import run_section, settings_from_config
 from lightning_modules.report.inputs import (
     EvalImage,
     data_root,
@@ -111,6 +112,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate, summarise and write the report of one checkpoint; returns the summary."""
     started, created = time.perf_counter(), datetime.now().astimezone().isoformat(timespec="seconds")
     check_report_config(cfg)
+    quality = settings_from_config(cfg.get("image_quality"), [float(d) for d in cfg.doses])
     ckpt_path, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
     if run_dir is None:
         raise FileNotFoundError(
@@ -169,6 +171,14 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         }
     )
     figures = write_figures(study, images, result, summary, out_dir / "figures")
+    sections: list[str] = []
+    if quality is not None:  # simulated with the report's noise model (the physical one for a real-pairs run)
+        noise = study.noise if study.noise is not None else noise_model(cfg.get("noise"), run_data)
+        section, quality_figures, sections = run_section(
+            quality, noise, baselines, study.predict, all_images, summary["metrics"], out_dir
+        )
+        summary["image_quality"] = section
+        figures.update(quality_figures)
     summary["seconds"] = time.perf_counter() - started
     summary["figures"] = figures
     write_tables(out_dir, result)
@@ -177,7 +187,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     report_yaml = OmegaConf.to_yaml(
         {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("hydra", "paths")}
     )
-    markdown = render_report(summary, figures, run_yaml, report_yaml)
+    markdown = render_report(summary, figures, run_yaml, report_yaml, sections)
     written = write_document(
         markdown, out_dir / "report.md", f"Evaluation report: {summary['title']}", html=bool(cfg.html)
     )
