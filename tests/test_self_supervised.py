@@ -260,6 +260,19 @@ def test_the_best_checkpoint_metric_follows_method_and_data():
         prepare_training(compose_config("train", ["data=noisy", "data.root=x"]))
 
 
+def test_plateau_scheduler_steps_on_the_selection_metric_of_a_self_supervised_run():
+    from lightning_modules.training.optim import build_optimizers
+
+    cfg = compose_config("train", ["data=noisy", "data.root=x", "training=n2v2", "optim.scheduler=plateau"])
+    prepare_training(cfg)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    answer = build_optimizers(torch.nn.Linear(2, 2).parameters(), optim, total_steps=10)
+    assert answer["lr_scheduler"]["monitor"] == "val/ssl_loss" and answer["lr_scheduler"]["scheduler"].mode == "min"
+    supervised = compose_config("train", ["optim.scheduler=plateau"])
+    prepare_training(supervised)
+    assert "monitor" not in supervised.optim  # supervised configs (and their fingerprints) unchanged
+
+
 def test_blind_spot_option_brings_the_lowpass_skip_and_refuses_the_plain_residual():
     assert compose_config("train", ["training=n2v2_wide"]).model.residual == "lowpass"
     assert compose_config("train", []).model.residual is True  # the default network is untouched

@@ -88,7 +88,8 @@ def selection_metric(method: str, has_targets: bool) -> tuple[str, str]:
 
 def follow_selection_metric(cfg: DictConfig, has_targets: bool) -> tuple[str, str]:
     """Point every callback that monitors ``val/psnr`` (best checkpoint, best weights, early
-    stopping) at :func:`selection_metric`; supervised configs are left exactly as they are."""
+    stopping) and the plateau scheduler at :func:`selection_metric`; supervised configs are left
+    exactly as they are."""
     monitor, mode = selection_metric(method_of(cfg), has_targets)
     if monitor == SUPERVISED_MONITOR or not cfg.get("callbacks"):
         return monitor, mode
@@ -99,4 +100,6 @@ def follow_selection_metric(cfg: DictConfig, has_targets: bool) -> tuple[str, st
                 node.mode = mode
         if cfg.get("optimized_metric") == "val/psnr_best":
             cfg.optimized_metric = f"{monitor}_best"
+        if OmegaConf.select(cfg, "optim.scheduler") == "plateau":  # it steps on the selection metric too
+            cfg.optim.monitor, cfg.optim.mode = monitor, mode
     return monitor, mode

@@ -59,13 +59,15 @@ def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> di
             optimizer, step_size=int(optim.get("step_epochs", 10)), gamma=float(optim.get("gamma", 0.5))
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    # monitor/mode: set by the self-supervised config check to the run's selection metric
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=float(optim.get("gamma", 0.5)), patience=int(optim.get("patience", 5))
+        optimizer,
+        mode=str(optim.get("mode", "max")),
+        factor=float(optim.get("gamma", 0.5)),
+        patience=int(optim.get("patience", 5)),
     )
-    return {
-        "optimizer": optimizer,
-        "lr_scheduler": {"scheduler": scheduler, "monitor": "val/psnr", "interval": "epoch"},
-    }
+    monitor = str(optim.get("monitor", "val/psnr"))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
 
 
 def trainable(module: nn.Module):
