@@ -104,3 +104,14 @@ def test_reports_evaluate_a_family_run_on_the_physical_dose_study():
     run_data = OmegaConf.create({"noise": {"_target_": "datamodules.detector_noise.DetectorNoiseFamily"}})
     model = noise_model(None, run_data)
     assert type(model) is PhysicalNoiseModel and model.I0 == PhysicalNoiseModel().I0
+
+
+def test_report_takes_a_noise_option_by_name_and_defaults_to_the_runs():
+    from conftest import compose_config
+
+    run_data = OmegaConf.create({"noise": {"_target_": "datamodules.detector_noise.DetectorNoiseFamily"}})
+    protocol = compose_config("report", ["data/noise@noise=sharpxr"])
+    model = noise_model(protocol.get("noise"), run_data)
+    assert isinstance(model, PoissonGaussianNoiseModel) and model.eta == (50.0, 300.0) and model.quantize_bits == 8
+    assert model.sigma == pytest.approx((5 / 255, 25 / 255))
+    assert compose_config("report").get("noise") is None
