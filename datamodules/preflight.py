@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.io.atomic import atomic_write_text
-from datamodules.io.images import ImageReadError, read_image
+from datamodules.io.images import BitDepth, ImageReadError, check_bit_depth, read_image
 from datamodules.io.pairing import DatasetLayoutError
 
 CACHE_VERSION = 1
@@ -61,10 +62,10 @@ def _load_cache(cache_file: Path | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.get("good", {}).items()}
 
 
-def _decode(path: Path) -> str | None:
-    """``None`` when ``path`` decodes as a greyscale radiograph, else the reason it does not."""
+def _decode(path: Path, bit_depth: BitDepth = "auto") -> str | None:
+    """``None`` when ``path`` decodes as a greyscale radiograph (of ``bit_depth``), else the reason it does not."""
     try:
-        read_image(path)
+        read_image(path, bit_depth)
     except ImageReadError as err:
         return str(err).removeprefix(f"{path}: ")
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file to report, not a crash
@@ -77,6 +78,7 @@ def decode_all(
     cache_file: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool | None = None,
+    bit_depth: object = "auto",
 ) -> PreflightResult:
     """Fully decode each file once (in parallel threads), skipping files the cache knows to be good.
 
@@ -85,11 +87,15 @@ def decode_all(
         cache_file: JSON file of files known to decode (absolute path -> size and mtime); ``None``: no cache.
         workers: decoding threads (``None``: one per CPU core).
         progress: show a progress bar (``None``: only when stderr is a terminal).
+        bit_depth: the run's ``data.bit_depth`` (``auto`` or ``None``: from each file); a stated depth also
+            checks that every value fits it, and files cached as good under another depth are decoded again.
 
     Raises:
         DatasetLayoutError: one or more files cannot be used; the message names each (up to ten) and why.
     """
     start = time.perf_counter()
+    bit_depth = check_bit_depth(bit_depth, "data.bit_depth")
+    tag = "" if bit_depth == "auto" else f":{bit_depth}-bit"  # a file fine as auto may not fit 12 bits
     files = sorted({Path(p).resolve() for p in paths})
     cache_path = Path(cache_file) if cache_file is not None else None
     known = _load_cache(cache_path)
@@ -97,7 +103,7 @@ def decode_all(
     todo, stamps = [], {}
     for path in files:
         try:
-            stamps[path] = _stamp(path)
+            stamps[path] = _stamp(path) + tag
         except OSError as err:
             result.failures[str(path)] = f"cannot open ({err.strerror or err})"
             continue
@@ -119,7 +125,7 @@ def decode_all(
         ) as bar,
     ):
         task = bar.add_task("decode", total=len(todo))
-        for path, reason in zip(todo, pool.map(_decode, todo)):
+        for path, reason in zip(todo, pool.map(partial(_decode, bit_depth=bit_depth), todo)):
             bar.advance(task)
             if reason is None:
                 known[str(path)] = stamps[path]

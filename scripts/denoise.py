@@ -3,7 +3,6 @@
 import hydra
 from omegaconf import DictConfig
 
-from datamodules.io.images import stated_bit_depth
 from lightning_modules.inference.denoise import denoise
 from lightning_modules.runs.errors import check_command_line, one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
@@ -14,8 +13,7 @@ register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -
 @hydra.main(version_base="1.3", config_path="../conf", config_name="denoise")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    with stated_bit_depth(cfg.get("bit_depth")):  # bit_depth=12: 12-bit data in 16-bit files
-        failed = denoise(cfg)["failed"]
+    failed = denoise(cfg)["failed"]
     if failed:
         raise SystemExit(1)  # every readable image is written; failed.txt lists the others
 

@@ -3,9 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from datamodules.io.images import stated_bit_depth
 from lightning_modules.inference.evaluate import evaluate
-from lightning_modules.runs.errors import one_line_errors
+from lightning_modules.runs.errors import check_command_line, one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
@@ -14,11 +13,11 @@ register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -
 @hydra.main(version_base="1.3", config_path="../conf", config_name="test")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    with stated_bit_depth(cfg.get("bit_depth")):  # bit_depth=12: 12-bit data in 16-bit files
-        failed = evaluate(cfg)["failed"]
+    failed = evaluate(cfg)["failed"]
     if failed:
         raise SystemExit(1)  # the other images are evaluated; failed.txt lists the unreadable ones
 
 
 if __name__ == "__main__":
+    check_command_line()  # a path with spaces or ( ): one line with the quoting that works
     main()

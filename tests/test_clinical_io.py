@@ -88,7 +88,7 @@ def test_16bit_png_without_sbit_stays_16bit_unless_bit_depth_is_stated(tmp_path)
     stated, info = read_image(path, 12)
     assert info.bit_depth == 12
     np.testing.assert_allclose(stated, values / 4095, atol=HALF)
-    with stated_bit_depth(12):  # how scripts/denoise.py, test.py and report.py pass bit_depth=12
+    with stated_bit_depth(12):  # how report() passes bit_depth=12 to every reader it calls
         np.testing.assert_array_equal(read_image(path)[0], stated)
     with pytest.raises(ImageReadError, match=r"dx.png: values up to 2618 do not fit bit_depth=11 \(0..2047\)"):
         read_image(path, 11)
@@ -234,7 +234,22 @@ def test_paired_data_bit_depth_reaches_every_image(tmp_path):
     np.testing.assert_allclose(sample["low"][0].numpy(), (values // 2) / 4095, atol=HALF)
     with pytest.raises(ValueError, match=r"^data.bit_depth=20 is not a bit depth"):
         PairedDataModule(str(tmp_path), bit_depth=20)
-    assert compose_config("train", ["data=pairs", "+data.bit_depth=12"]).data.bit_depth == 12
+    assert compose_config("train", ["data=pairs", "data.bit_depth=12"]).data.bit_depth == 12
+
+
+@pytest.mark.parametrize("data", ["sample", "pairs", "simulated", "noisy"])
+def test_every_data_option_has_bit_depth_and_older_runs_keep_their_fingerprint(data):
+    from omegaconf import OmegaConf
+
+    from lightning_modules.runs.records import config_fingerprint
+
+    cfg = compose_config("train", [f"data={data}"])
+    assert cfg.data.bit_depth == "auto"
+    assert compose_config("train", [f"data={data}", "data.bit_depth=12"]).data.bit_depth == 12  # no + needed
+    before = OmegaConf.to_container(cfg)  # a run started before the key existed (one is training now)
+    del before["data"]["bit_depth"]
+    assert config_fingerprint(cfg) == config_fingerprint(OmegaConf.create(before))  # so resume=auto finds it
+    assert config_fingerprint(cfg) != config_fingerprint(compose_config("train", [f"data={data}", "data.bit_depth=12"]))
 
 
 def _denoised(folder, output, *extra):
@@ -258,7 +273,34 @@ def test_denoised_12bit_png_keeps_its_scale(tmp_path):
     twelve = _denoised(tmp_path / "sbit", tmp_path / "out_sbit")
     assert twelve.max() <= 4095 and png_significant_bits(tmp_path / "out_sbit" / "dx.png") == 12
     np.testing.assert_allclose(twelve / 4095, reference, atol=2 * HALF)
-    with stated_bit_depth(12):  # bit_depth=12 on the command line: the same for a PNG without sBIT
-        stated = _denoised(tmp_path / "plain", tmp_path / "out_plain")
+    stated = _denoised(tmp_path / "plain", tmp_path / "out_plain", "bit_depth=12")  # the same for a PNG without sBIT
     np.testing.assert_allclose(stated / 4095, reference, atol=2 * HALF)
     assert twelve.max() > 2000  # not the all-black image of 12-bit values divided by 65535
+
+
+def test_test_script_reads_bit_depth_itself(tmp_path):
+    """evaluate(cfg) with bit_depth=12 scores 12-bit pairs in plain 16-bit PNGs as the same pairs stored
+    over 0..65535 (no wrapper in scripts/test.py needed); auto reads them as dark 16-bit images."""
+    from lightning_modules.inference.evaluate import evaluate
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for k in range(2):
+        clean = np.rint(600 + 2600 * np.exp(-((yy - 30 - k) ** 2 + (xx - 28) ** 2) / 400.0))
+        noisy = np.clip(np.rint(clean + rng.normal(0, 150, clean.shape)), 0, 4095)
+        for side, values in (("high", clean), ("low", noisy)):
+            _png(tmp_path / "plain" / "test" / side / f"dx{k}.png", values)
+            full = np.rint(values * 65535 / 4095)
+            _png(tmp_path / "full" / "test" / side / f"dx{k}.png", full)
+
+    def scores(folder, *extra):
+        overrides = ["ckpt=pretrained", f"data_root={tmp_path / folder}", "device=cpu", *extra]
+        cfg = compose_config("test", [*overrides, f"results_dir={tmp_path / 'out' / folder / str(len(extra))}"])
+        return {k: v["mean"] for k, v in evaluate(cfg)["metrics"].items()}
+
+    reference, stated, auto = scores("full"), scores("plain", "bit_depth=12"), scores("plain")
+    for key in ("psnr_noisy", "psnr"):
+        assert stated[key] == pytest.approx(reference[key], abs=0.05)
+    assert auto["psnr_noisy"] > reference["psnr_noisy"] + 20  # 12-bit values over 0..65535: 16x darker
+    written = tmp_path / "out" / "plain" / "1" / "images" / "dx0.png"
+    assert png_significant_bits(written) == 12 and np.asarray(Image.open(written)).max() <= 4095

@@ -201,6 +201,27 @@ def test_a_value_hydra_cannot_read_shows_the_quoting_that_works(capsys):
     assert err.rstrip().endswith("""quote it for Hydra inside the shell's quotes: "input='/data/scan 1 (copy).png'\"""")
 
 
+@pytest.mark.parametrize("script", ["train", "denoise", "test", "report"])
+def test_every_script_that_takes_paths_checks_the_command_line_first(script):
+    source = (REPO / "scripts" / f"{script}.py").read_text()
+    main_block = source.split('if __name__ == "__main__":', 1)[1]
+    assert "check_command_line()" in main_block  # before Hydra parses: one line with the quoting that works
+    assert main_block.index("check_command_line()") < main_block.index("main()")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("script", ["test", "report"])
+def test_test_and_report_scripts_hint_at_quoting(tmp_path, script):
+    run = subprocess.run(
+        [sys.executable, f"scripts/{script}.py", f"run={tmp_path}/run 1 (copy)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "LexerNoViableAlt" not in run.stderr
+    assert run.stderr.strip().endswith(f"\"run='{tmp_path}/run 1 (copy)'\"")
+
+
 @pytest.mark.e2e
 def test_denoise_script_hints_at_quoting_and_names_failed_files(tmp_path):
     _image(tmp_path / "in" / "good.png", 0)

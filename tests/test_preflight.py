@@ -97,3 +97,20 @@ def test_preflight_can_be_switched_off(tmp_path, paired_root):
     with pytest.raises(Exception, match=f"{bad}: cannot read image") as raised:
         train(cfg)  # found only when the first batch is loaded
     assert "checked before training" not in str(raised.value)
+
+
+def test_a_stated_bit_depth_is_checked_before_training(tmp_path, paired_root):
+    """data.bit_depth=12 on 16-bit data (values up to 65535): named before the first step, every file
+    listed; a cache that knows the files as good under auto decodes them again for 12 bits."""
+    files = sorted(paired_root.rglob("*.png"))
+    cache = tmp_path / "cache" / "decoded.json"
+    assert decode_all(files, cache_file=cache, progress=False).decoded == len(files)
+    with pytest.raises(DatasetLayoutError, match=r"do not fit bit_depth=12 \(0..4095\)"):
+        decode_all(files, cache_file=cache, progress=False, bit_depth=12)
+    cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={paired_root}", "data.bit_depth=12"])
+    with pytest.raises(
+        DatasetLayoutError,
+        match=rf"(?s){len(files)} of {len(files)} images cannot be used.*img_0.png: values up to \d+ do not fit bit_depth=12",
+    ):
+        train(cfg)
+    assert_nothing_trained(tmp_path / "run")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.io.atomic import ensure_writable_dir
-from datamodules.io.images import ImageInfo, ImageReadError, read_image, write_image
+from datamodules.io.images import ImageInfo, ImageReadError, check_bit_depth, read_image, write_image
 from lightning_modules.inference.allocator import release_if_above
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
@@ -44,6 +44,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     it, ``scripts/denoise.py`` exits 1); a rerun retries exactly the inputs without an output.
     """
     check_types(cfg, DENOISE_KEYS)
+    bit_depth = check_bit_depth(cfg.get("bit_depth"), "bit_depth")  # 12: 12-bit data in 16-bit files
     device = pick_device(str(cfg.device))
     tile, batch_size = auto_or_int(cfg.tile, "tile"), auto_or_int(cfg.batch_size, "batch_size")
     overlap = int(cfg.overlap)
@@ -91,7 +92,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
         files_task = progress.add_task("images", total=len(todo))
         for source, target in todo:
             try:
-                image, info = read_image(source)
+                image, info = read_image(source, bit_depth)
             except (ImageReadError, OSError) as err:  # one bad file must not stop the batch
                 failed.append((source, str(err)))
                 progress.advance(files_task)

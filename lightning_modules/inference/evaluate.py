@@ -17,7 +17,7 @@ from rich.console import Console
 from torch.utils.data import Dataset
 
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text
-from datamodules.io.images import ImageReadError, read_image, write_image
+from datamodules.io.images import ImageReadError, check_bit_depth, read_image, write_image
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import DihedralView, with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures
@@ -143,7 +143,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data  # data=<kind>: other data than the run's
     if cfg.get("data_root") is not None:
         data_cfg.root = str(cfg.data_root)
-    datamodule = instantiate(data_cfg)
+    # bit_depth=12 (12-bit data in 16-bit files) reads every image of the split so; auto: the run's data.bit_depth
+    bit_depth = check_bit_depth(cfg.get("bit_depth"), "bit_depth")
+    datamodule = instantiate(data_cfg, **({} if bit_depth == "auto" else {"bit_depth": bit_depth}))
     if not getattr(datamodule, "has_targets", True):
         raise ValueError(
             f"{data_cfg._target_.rsplit('.', 1)[-1]} has no full-dose images to score against; evaluate on pairs: "

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from datamodules.datasets import PairedImageDataset
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text, ensure_writable_dir
-from datamodules.io.images import ImageReadError
+from datamodules.io.images import ImageReadError, stated_bit_depth
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
 from datamodules.noise import check_dose
 from datamodules.splits import eval_seed
@@ -74,7 +74,10 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         from lightning_modules.report.sweep import summarise_sweep
 
         return summarise_sweep(cfg.sweep, output_dir(cfg), html=bool(cfg.html), images=bool(cfg.sweep_images))
-    return model_report(cfg)
+    with stated_bit_depth(
+        cfg.get("bit_depth")
+    ):  # bit_depth=12: every image the report reads (12-bit data in 16-bit files)
+        return model_report(cfg)
 
 
 def output_dir(cfg: DictConfig) -> Path:

@@ -30,7 +30,12 @@ PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchmetrics", "
 NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
 # Config nodes added after runs had started (dotted paths), with the value every earlier run had in
 # effect: a node equal to it is left out of the hash, so those runs keep their fingerprint (and resume).
-ADDED_DEFAULTS = {"training": SUPERVISED, "model.eval_margin": DEFAULT_EVAL_MARGIN, "data.patch_schedule": None}
+ADDED_DEFAULTS = {
+    "training": SUPERVISED,
+    "model.eval_margin": DEFAULT_EVAL_MARGIN,
+    "data.patch_schedule": None,
+    "data.bit_depth": "auto",
+}
 
 
 def config_fingerprint(cfg: DictConfig, targets: dict[str, str] | None = None) -> str:

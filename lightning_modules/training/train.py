@@ -232,7 +232,8 @@ def check_data_before_training(cfg: DictConfig, datamodule: L.LightningDataModul
         return
     files = [path for split in splits for path in datamodule.image_files(split)]
     cache = preflight.get("cache_file")
-    result = decode_all(files, cache_file=cache, workers=preflight.get("workers"))
+    bit_depth = getattr(datamodule, "bit_depth", None)  # data.bit_depth=12: every value must fit 12 bits
+    result = decode_all(files, cache_file=cache, workers=preflight.get("workers"), bit_depth=bit_depth)
     print(result.summary(), file=sys.stderr)
 
 
