@@ -328,9 +328,25 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
     assert by_job[0]["test/psnr"] == 25.0 and by_job[0]["val/psnr_best"] == 24.0 and by_job[3]["test/psnr"] == 26.0
     assert by_job[3]["val/psnr_best"] == pytest.approx(26.1)
     assert "RuntimeError: loss is nan" in by_job[1]["detail"] and "no job_status.json" in by_job[2]["detail"]
-    assert result["counts"] == {"ok": 2, "failed": 2, "not started": 1}
+    assert result["counts"] == {"ok": 2, "failed": 2, "interrupted": 0, "not started": 1}
     table = list(csv.DictReader((out / "sweep.csv").open()))
     assert [r["status"] for r in table] == ["ok", "failed", "failed", "ok", "not started"] and "optim.lr" in table[0]
     markdown = (out / "sweep.md").read_text()
     assert markdown.count("**FAILED**") == 2 and "not started" in markdown
     assert (out / "sweep.png").stat().st_size > 10_000 and (out / "sweep.html").is_file()
+
+
+def test_sweep_summary_shows_a_job_stopped_with_ctrl_c_as_interrupted(tmp_path):
+    from lightning_modules.report.sweep import summarise_sweep
+    from lightning_modules.training.train import _interrupted
+
+    sweep = tmp_path / "multiruns" / "2026-01-01_00-00-00"
+    stopped = _job(sweep, 0, "0.1")
+    (stopped / "run_config.yaml").write_text("test: true\n")
+    _interrupted(OmegaConf.create({"paths": {"output_dir": str(stopped)}}), stopped)  # what Ctrl+C writes
+    result = summarise_sweep(sweep, tmp_path / "summary", html=False)
+    row = result["jobs"][0]
+    assert row["status"] == "interrupted" and "interrupted before the first checkpoint" in row["detail"]
+    assert result["counts"] == {"ok": 0, "failed": 0, "interrupted": 1, "not started": 0}
+    markdown = (tmp_path / "summary" / "sweep.md").read_text()
+    assert "**interrupted**" in markdown and "1 interrupted" in markdown

@@ -3,7 +3,8 @@
 Each job folder holds ``.hydra/overrides.yaml``; its test metrics come from ``results/summary.json``
 (written by ``scripts/test.py``) or else from the ``test/*`` scalars of its TensorBoard events (written
 by ``scripts/train.py`` with ``test=true``). A job that ended with an exception has a
-``job_status.json`` saying so (:mod:`lightning_modules.runs.hydra`). A job without metrics and
+``job_status.json`` saying so (:mod:`lightning_modules.runs.hydra`), one stopped with Ctrl+C says
+``INTERRUPTED`` there and is listed as interrupted, with how to continue it. A job without metrics and
 without that file was killed or is still running; it is listed as failed, never dropped. Jobs of the
 sweep that never got a folder are listed as not started.
 """
@@ -160,11 +161,14 @@ def tensorboard_scalars(folder: Path) -> dict[str, float]:
 
 
 def job_status(folder: Path, metrics: dict[str, float]) -> tuple[str, str]:
-    """``("ok" | "failed", detail)``: from ``job_status.json`` when Hydra's callback wrote one, else inferred."""
+    """``("ok" | "failed" | "interrupted", detail)``: from ``job_status.json`` when Hydra's callback (or
+    training's Ctrl+C handler) wrote one, else inferred."""
     record = _json(folder / STATUS_FILE)
     if record is not None:
         if record.get("status") == "FAILED":
             return "failed", str(record.get("error", "failed"))
+        if record.get("status") == "INTERRUPTED":
+            return "interrupted", str(record.get("hint") or record.get("error") or "interrupted (Ctrl+C)")
         return "ok", "" if "test/psnr" in metrics else "completed without test metrics (test=false?)"
     if "test/psnr" in metrics:
         return "ok", ""
@@ -216,7 +220,7 @@ def summarise_sweep(
     columns = ["job", *keys, "status", *metrics, "epochs", "source", "detail"]
     atomic_write_csv(out_dir / "sweep.csv", rows, columns)
     plot_sweep(jobs, keys, out_dir / "sweep.png")
-    counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "not started")}
+    counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "interrupted", "not started")}
     table = markdown_table(
         ["job", *keys, "status", *(HEADINGS[m] for m in metrics), "detail"],
         [
@@ -229,7 +233,7 @@ def summarise_sweep(
             f"# Sweep summary: {Path(sweep_dir).name}",
             "",
             f"`{Path(sweep_dir).resolve()}`: {len(jobs)} jobs, {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['not started']} not started. Test metrics are means over the job's test split (data_range 1.0); "
+            f"{counts['interrupted']} interrupted, {counts['not started']} not started. Test metrics are means over the job's test split (data_range 1.0); "
             "each job's own data and dose.",
             "",
             table,
@@ -282,7 +286,9 @@ def _row(job: Job, keys: list[str], metrics: tuple[str, ...] | list[str] = METRI
 
 
 def _status_cell(status: str) -> str:
-    return {"failed": "**FAILED**", "not started": "*not started*"}.get(status, status)
+    return {"failed": "**FAILED**", "interrupted": "**interrupted**", "not started": "*not started*"}.get(
+        status, status
+    )
 
 
 def _fmt(metric: str, value: Any) -> str:
@@ -353,7 +359,7 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
                 color="tab:red",
             )
         if missing:
-            ax.plot([], [], marker="X", color="tab:red", linestyle="none", label="failed / not started")
+            ax.plot([], [], marker="X", color="tab:red", linestyle="none", label="failed / interrupted / not started")
         ax.legend(fontsize=8)
     else:
         labels = [f"{j.number}: " + ", ".join(f"{k}={j.values.get(k, '')}" for k in keys) for j in jobs]
@@ -381,7 +387,7 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.set_title(
         f"{HEADINGS[metric]} of each job ({sum(j.status == 'ok' for j in jobs)} ok, "
-        f"{sum(j.status != 'ok' for j in jobs)} failed or not started)",
+        f"{sum(j.status != 'ok' for j in jobs)} failed, interrupted or not started)",
         fontsize=10,
     )
     return save_figure(fig, path)
