@@ -17,8 +17,7 @@ def exact_fp32_convolutions(device: torch.device | str) -> Iterator[None]:
 
     CUDA runs fp32 convolutions in TF32 by default (10-bit mantissa inputs). SSIM takes local variances as
     E[x²] − E[x]² of its Gaussian-window convolutions, and that difference loses most of its digits to
-    TF32 rounding: the 120 noisy dose-0.1 test images score 0.4295 on an H200 against 0.4335 on the CPU,
-    and rounding the convolution inputs to TF32 on the CPU gives 0.4294. The CPU needs nothing.
+    TF32 rounding (a GPU's SSIM of the same images came out 0.004 low; docs/history.md). The CPU needs nothing.
     """
     if torch.device(device).type != "cuda":
         yield
