@@ -350,3 +350,26 @@ def test_sweep_summary_shows_a_job_stopped_with_ctrl_c_as_interrupted(tmp_path):
     assert result["counts"] == {"ok": 0, "failed": 0, "interrupted": 1, "not started": 0}
     markdown = (tmp_path / "summary" / "sweep.md").read_text()
     assert "**interrupted**" in markdown and "1 interrupted" in markdown
+
+
+def test_report_reads_bit_depth_itself(runs, tmp_path):
+    """report(cfg) with bit_depth=12 scores 12-bit pairs in plain 16-bit PNGs as the same pairs stored
+    over 0..65535 (no wrapper in scripts/report.py needed)."""
+    from PIL import Image
+
+    base, data = runs
+    for source in data.rglob("*.png"):
+        twelve = np.rint(np.asarray(Image.open(source)).astype(np.float64) * 4095 / 65535)
+        for folder, values in (("plain", twelve), ("full", np.rint(twelve * 65535 / 4095))):
+            target = tmp_path / folder / source.relative_to(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(values.astype(np.uint16)).save(target)
+
+    def means(folder, *extra):
+        out = tmp_path / "out" / folder / str(len(extra))
+        summary = _report(base / "paired", out, f"data_root={tmp_path / folder}", "baselines=[]", "html=false", *extra)
+        return {k: v["psnr"]["mean"] for k, v in summary["metrics"]["paired"].items()}
+
+    reference, stated = means("full"), means("plain", "bit_depth=12")
+    assert stated["noisy"] == pytest.approx(reference["noisy"], abs=0.05)
+    assert stated["model"] == pytest.approx(reference["model"], abs=0.05)
