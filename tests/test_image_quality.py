@@ -260,6 +260,7 @@ def test_report_writes_the_image_quality_section(tmp_path):
             for measure in ("noise_std", "nps_mean_frequency", "mtf50", "mtf10", "auc", "d_prime"):
                 assert (method, dose, measure) in measures, (method, dose, measure)
         assert (method, "", "dose_equal_d_prime") in measures and (method, "", "dose_equal_psnr") in measures
+    assert all(r["relation"] in ("=", "<", ">") for r in rows if r["measure"].startswith("dose_equal"))
 
     def value(method, dose, measure):
         return [float(r["value"]) for r in rows if (r["method"], r["dose"], r["measure"]) == (method, dose, measure)]

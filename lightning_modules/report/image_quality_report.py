@@ -29,7 +29,8 @@ from lightning_modules.report.image_quality_study import (
 )
 from lightning_modules.report.inputs import EvalImage, subset
 
-CSV_COLUMNS = ["method", "dose", "measure", "condition", "value", "ci95_low", "ci95_high"]
+# relation: "=", or "<" / ">" when a dose at equal quality lies below / above the dose grid (value: the grid's end)
+CSV_COLUMNS = ["method", "dose", "measure", "condition", "value", "ci95_low", "ci95_high", "relation"]
 NESTED = {
     "nps": ("level", "image", "images", "roi"),
     "edge": ("image", "angle", "blur", "level", "steps", "realisations"),
@@ -110,10 +111,18 @@ def table_rows(result: ImageQuality, psnr_metrics: dict | None) -> list[dict[str
     """One CSV row per method, dose, measure and condition (value with its 95 % interval when known)."""
     rows: list[dict[str, Any]] = []
 
-    def add(method: str, dose: Any, measure: str, condition: str, value: float, ci: tuple[float, float] | None = None):
+    def add(
+        method: str,
+        dose: Any,
+        measure: str,
+        condition: str,
+        value: float,
+        ci: tuple[float, float] | None = None,
+        relation: str = "",
+    ):
         low, high = ci if ci is not None else ("", "")
         key = f"{dose:g}" if isinstance(dose, float) else dose
-        rows.append(dict(zip(CSV_COLUMNS, [method, key, measure, condition, value, low, high])))
+        rows.append(dict(zip(CSV_COLUMNS, [method, key, measure, condition, value, low, high, relation])))
 
     for dose, by_method in result.nps.items():
         for method, spectrum in by_method.items():
@@ -132,11 +141,19 @@ def table_rows(result: ImageQuality, psnr_metrics: dict | None) -> list[dict[str
                 add(method, dose, "auc", _condition(condition), found.auc, found.auc_ci)
                 add(method, dose, "d_prime", _condition(condition), found.d_prime, found.d_prime_ci)
         for method, equal in result.equal_detectability[condition].items():
-            add(method, "", "dose_equal_d_prime", _condition(condition), equal.dose, (equal.low, equal.high))
+            add(
+                method,
+                "",
+                "dose_equal_d_prime",
+                _condition(condition),
+                equal.dose,
+                (equal.low, equal.high),
+                equal.relation,
+            )
     for method in result.methods:
         found = dose_at_equal_psnr(psnr_metrics, method) if psnr_metrics else None
         if found is not None:
-            add(method, "", "dose_equal_psnr", "report images", found[0])
+            add(method, "", "dose_equal_psnr", "report images", found[0], None, found[1])
     return rows
 
 
