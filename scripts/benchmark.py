@@ -1,9 +1,9 @@
-"""Benchmark speed against the hardware and the alternatives: ``python scripts/benchmark.py [quick=true]``."""
+"""Speed of the inference backends and the training step: ``python scripts/benchmark.py`` (docs/performance.md)."""
 
 import hydra
 from omegaconf import DictConfig
 
-from lightning_modules.benchmark.runner import run_benchmark
+from benchmarks.run import run_benchmark
 from lightning_modules.runs.errors import one_line_errors
 from lightning_modules.runs.hydra import register_resolvers
 

@@ -18,7 +18,6 @@ from datamodules.io.images import read_image
 from datamodules.io.pairing import list_images
 from lightning_modules.inference.ensemble import DihedralView
 from lightning_modules.nets.checkpoints import load_network
-from lightning_modules.nets.fast_unet import FastUnet
 from lightning_modules.nets.forward import DEFAULT_EVAL_MARGIN, forward_padded
 from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
@@ -41,16 +40,19 @@ def test_eval_mode_replicates_the_edges_and_training_does_not():
         torch.testing.assert_close(widened, net.unet(padded)[..., 8:48, 8:64])
 
 
-def test_fast_path_keeps_the_checkpoints_margin():
+def test_onnxruntime_keeps_the_checkpoints_margin(tmp_path):
+    """The exported graph holds the bare network: ONNX Runtime pads by the checkpoint's margin around it."""
+    pytest.importorskip("onnxruntime")
+    from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
+
     torch.manual_seed(0)
+    net = DenoisingUnet().eval()
+    path, _ = cached_onnx(net, "margin-test", tmp_path)
     x = torch.rand(1, 1, 50, 70)
     for margin in (0, 8):
-        net = DenoisingUnet(eval_margin=margin).eval()
-        fast = FastUnet({"encoder_name": "resnet18", "eval_margin": margin}, net.state_dict())
+        net.eval_margin = margin
         with torch.no_grad():
-            torch.testing.assert_close(fast(x), net(x), atol=1e-4, rtol=1e-4)
-    older = FastUnet({"encoder_name": "resnet18"}, net.state_dict())  # a checkpoint saved before the margin
-    assert older.eval_margin == DEFAULT_EVAL_MARGIN
+            torch.testing.assert_close(OnnxPredictor(path, eval_margin=margin)(x), net(x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "wide"])

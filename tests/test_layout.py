@@ -22,9 +22,7 @@ LIGHTNING_FREE_EXCEPTIONS = {"datamodules.datamodule", "datamodules.throughput"}
 
 def _modules(package) -> list[str]:
     return sorted(
-        info.name
-        for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
-        if not info.ispkg and ".benchmark." not in info.name
+        info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".") if not info.ispkg
     )
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,9 +32,8 @@ def test_residual_adds_the_input():
         assert torch.allclose(residual(x), plain(x) + x, atol=1e-6)
 
 
-def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_the_fast_path(tmp_path):
+def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_onnx(tmp_path):
     from lightning_modules.nets.checkpoints import export_safetensors, load_network
-    from lightning_modules.nets.fast_unet import FastUnet
 
     torch.manual_seed(0)
     plain, affine = DenoisingUnet(residual=False).eval(), DenoisingUnet(residual="affine").eval()
@@ -47,8 +48,7 @@ def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_the_fast_p
         )
         loaded, hparams = load_network(tmp_path / "a.safetensors")
         assert hparams["residual"] == "affine" and torch.allclose(loaded(x), expected, atol=1e-6)
-        fast = FastUnet(hparams, affine.state_dict())
-        assert torch.allclose(fast(x), expected, atol=1e-4)
+        assert torch.allclose(_onnx(loaded, tmp_path)(x), expected, atol=1e-4)
     with pytest.raises(ValueError, match="model.residual='yes'"):
         DenoisingUnet(residual="yes")
 
@@ -57,7 +57,6 @@ def test_lowpass_skip_adds_a_blur_that_never_sees_the_pixel_itself(tmp_path):
     import torch.nn.functional as F
 
     from lightning_modules.nets.checkpoints import export_safetensors, load_network
-    from lightning_modules.nets.fast_unet import FastUnet
     from lightning_modules.nets.skip import LOWPASS_SIGMA, blind_lowpass
 
     # an independent construction: the full 2-D kernel, centre zeroed, renormalised, one convolution
@@ -86,7 +85,16 @@ def test_lowpass_skip_adds_a_blur_that_never_sees_the_pixel_itself(tmp_path):
         export_safetensors(tmp_path / "l.safetensors", lowpass, hparams, half=False)
         loaded, hparams = load_network(tmp_path / "l.safetensors")
         assert hparams["residual"] == "lowpass" and torch.allclose(loaded(x), expected, atol=1e-6)
-        assert torch.allclose(FastUnet(hparams, lowpass.state_dict())(x), expected, atol=1e-4)
+        assert torch.allclose(_onnx(loaded, tmp_path)(x), expected, atol=1e-4)
+
+
+def _onnx(net: DenoisingUnet, cache: Path):
+    """``net`` exported to ONNX and run by ONNX Runtime (the default CPU backend); the test skips without it."""
+    pytest.importorskip("onnxruntime")
+    from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
+
+    path, _ = cached_onnx(net, "skip-test", cache)
+    return OnnxPredictor(path, eval_margin=net.eval_margin)
 
 
 def test_a_few_steps_on_one_batch_raise_psnr():

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.inference.tiling import blend_window, count_tiles, edge_profile, sliding_window, tile_starts
+from lightning_modules.inference.tiling import count_tiles, edge_profile, sliding_window, tile_starts
 
 
 @pytest.mark.parametrize("shape", [(100, 100), (37, 301), (513, 700)])
@@ -35,7 +35,7 @@ def test_aligned_tiles_start_on_the_network_grid(length, tile, overlap):
 
 
 def test_window_is_zero_in_the_margin_and_neighbours_sum_to_one():
-    w = blend_window(64, 64, 16)
+    w = edge_profile(64, 16, 0)[:, None] * edge_profile(64, 16, 0)[None, :]  # a tile with four interior borders
     assert w.min() > 0 and w[32, 32] == 1.0 and w[0, 0] < 0.01
     lead, trail = edge_profile(256, 96, 36, trail=False), edge_profile(256, 96, 36, lead=False)
     assert lead[:36].abs().max() == 0 and lead[36] > 0 and lead[60:].min() == 1
@@ -104,20 +104,3 @@ def test_bad_tiling_settings_are_refused():
         sliding_window(torch.rand(1, 64, 64), lambda x: x)
     with pytest.raises(ValueError, match="2 \\* margin < overlap"):
         sliding_window(torch.rand(600, 600), lambda x: x, tile=256, overlap=64, margin=32)
-
-
-def test_memory_goes_back_around_tiled_images_but_not_around_one_whole_pass(monkeypatch):
-    """A whole-image pass within a budget keeps its freed memory for the next image (no page faults
-    again); several tiles, or no budget, hand it back before and after."""
-    from lightning_modules.inference import tiling
-
-    calls = []
-    monkeypatch.setattr(tiling, "release_freed_memory", lambda: calls.append(1))
-    image = torch.rand(96, 96)
-    identity = lambda batch: batch  # noqa: E731
-    whole = sliding_window(image, identity, tile=128, overlap=32, memory_mb=1e6)
-    assert calls == [] and torch.equal(whole, image)
-    sliding_window(image, identity, tile=64, overlap=32, margin=8, memory_mb=1e6)
-    assert len(calls) == 2
-    sliding_window(image, identity, tile=128, overlap=32)
-    assert len(calls) == 4

@@ -14,7 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from datamodules.io.atomic import ensure_writable_dir
 from datamodules.io.images import ImageInfo, ImageReadError, check_bit_depth, read_image, write_image
-from lightning_modules.inference.allocator import release_if_above
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures
@@ -31,7 +30,7 @@ from lightning_modules.inference.outputs import (  # noqa: F401 - find_inputs, p
     report_failures,
     write_or_disk_full,
 )
-from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for, release_limit_mb
+from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
 from lightning_modules.runs.schema import DENOISE_KEYS, check_types
@@ -73,7 +72,6 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     net = with_tta(net, cfg.get("tta"))
 
     todo = [(s, d) for s, d in jobs if cfg.overwrite or not is_done(d, since)]
-    memory_limit_mb = release_limit_mb(float(cfg.memory_gb))
     skipped = len(jobs) - len(todo)
     console = Console(stderr=True)
     check_input = InputCheck(
@@ -107,7 +105,6 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
                 tile=plan.tile,
                 overlap=overlap,
                 margin=margin,
-                memory_mb=memory_limit_mb,
                 batch_size=plan.batch_size,
                 device=device,
                 bf16=path.bf16,
@@ -122,7 +119,6 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
             done += 1
             del write
             del result
-            release_if_above(memory_limit_mb)  # between images: what a whole-image pass kept for reuse
             pixels += height * width
             progress.remove_task(tiles_task)
             progress.advance(files_task)

@@ -21,7 +21,7 @@ from lightning_modules.nets.forward import forward_padded
 
 INSTALL_HINT = "install the onnx extra: pip install 'xray-denoise[onnx]' (or uv sync --extra onnx)"
 OPSET = 17
-EXPORT_VERSION = "2"  # bump when the exported graph changes (FastUnet, _Core), so cached files are rebuilt
+EXPORT_VERSION = "3"  # bump when the exported graph changes (_Core), so cached files are rebuilt
 
 
 def require_onnxruntime() -> Any:
@@ -40,20 +40,18 @@ def default_cache_dir() -> Path:
 
 
 class _Core(nn.Module):
-    """The network without padding: ``net.core`` (FastUnet) or ``net.unet`` + residual (DenoisingUnet)."""
+    """The DenoisingUnet without its padding: ``net.unet`` and the input skip."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.net, "core"):
-            return self.net.core(x)
         return self.net.skip(self.net.unet(x), x)
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike) -> Path:
-    """Export ``net`` (a FastUnet or DenoisingUnet on the CPU, fp32) to ``path`` (written atomically).
+    """Export ``net`` (a DenoisingUnet on the CPU, fp32) to ``path`` (written atomically).
 
     The input ``image`` is (batch, 1, height, width) with height and width multiples of 32.
     """

@@ -1,9 +1,10 @@
 """How large the tiles are: the whole image where it fits the memory budget, else the fewest network pixels.
 
-The network's working memory grows with the pixels of one forward pass (measured, per inference
-path: :data:`PASS_MEMORY`), and the process also holds the interpreter, torch and the model
-(:data:`PROCESS_MB`) and the input and output images (:data:`IMAGE_BYTES_PER_PIXEL`). What a
-``memory_gb`` budget leaves after those two is what one forward pass may use:
+A forward pass holds :attr:`InferencePath.bytes_per_pixel` bytes of activations per pixel it computes
+(counted on the network itself: :func:`~lightning_modules.inference.backends.activation_bytes`); the
+process also holds the interpreter, torch and the model (:data:`PROCESS_MB`) and the input and output
+images (:data:`IMAGE_BYTES_PER_PIXEL`). What a ``memory_gb`` budget leaves after those is what one
+forward pass may use:
 
 - the whole image in one pass where it fits (no seams, no pixel computed twice);
 - else the grid of tiles that makes the network compute the fewest pixels, each tile as large as
@@ -18,25 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lightning_modules.inference.backends import InferencePath
-from lightning_modules.inference.tiling import ALIGN, tile_starts
+from lightning_modules.inference.tiling import ALIGN, round_up, tile_sides, tile_starts
 
-# Peak working memory of one forward pass, (MB, MB per Mpix of input): an upper bound of the
-# process's peak RSS less its size before the pass (CPU, the shipped model, docs/inference.md).
-# FastUnet's last two decoder blocks run in stripes of about 1 Mpix (a fixed part), the rest grows with
-# the pixels; the other paths hold every activation.
-PASS_MEMORY = {
-    ("fast", True): (400, 150),  # FastUnet, bf16: measured 493 MB at 1.05 Mpix, 639 at 2.4, 1034 at 4.2, 1263 at 9.4
-    ("fast", False): (300, 230),  # FastUnet, fp32: 509 MB at 1.05 Mpix, 837 at 2.4, 1247 at 4.2, 2008 at 9.4
-    ("onnxruntime", False): (250, 415),  # 433 MB at 1.05 Mpix
-    ("torch", True): (250, 310),  # eager DenoisingUnet, bf16 autocast: 323 MB at 1.05 Mpix
-    ("torch", False): (250, 600),  # eager, fp32 (NCHW or channels_last): 620 MB at 1.05 Mpix
-}
-DEFAULT_PASS_MEMORY = (250, 600)  # paths not measured (compile): as eager fp32
-PROCESS_MB = 600  # python + torch + the model (561 MB measured on the CPU once the reader's temporaries are freed)
+PROCESS_MB = 600  # python + torch + the model + the backend's own buffers, outside the activations
 IMAGE_BYTES_PER_PIXEL = 8  # the float32 input and the float32 output of sliding_window
-PLANNED_SHARE = 0.9  # plan for 90 % of memory_gb: freed blocks the allocator keeps for reuse add up to ~8 %
-RELEASE_SHARE = 0.85  # and hand them back between passes once the process is resident above 85 %
-MIN_WORKING_MB = 100  # a budget too small for the image still runs, on tiles of 0.2-0.7 Mpix
+PLANNED_SHARE = 0.9  # plan for 90 % of memory_gb
+SLACK = 1.2  # resident memory above the live activations: allocator free lists, oneDNN/ORT scratch buffers
+MIN_WORKING_MB = 100  # a budget too small for the image still runs, on small tiles
 
 
 @dataclass(frozen=True)
@@ -58,35 +47,22 @@ class TilePlan:
         )
 
 
-def release_limit_mb(memory_gb: float) -> float:
-    """Resident memory above which tiling hands freed memory back between passes (85 % of ``memory_gb``)."""
-    return RELEASE_SHARE * 1000 * memory_gb
-
-
-def pass_memory(path: InferencePath) -> tuple[float, float]:
-    """(MB, MB per Mpix) of one forward pass along ``path``."""
-    return PASS_MEMORY.get((path.backend, path.bf16), DEFAULT_PASS_MEMORY)
-
-
 def pixel_budget(height: int, width: int, path: InferencePath, memory_gb: float) -> int:
     """Pixels one forward pass may hold so that the process stays within ``memory_gb`` on this image."""
-    fixed_mb, per_mpix = pass_memory(path)
+    if path.bytes_per_pixel <= 0:
+        raise ValueError("the path's bytes_per_pixel is unknown: take the path load_predictor returns")
     image_mb = IMAGE_BYTES_PER_PIXEL * height * width / 1e6
-    working_mb = PLANNED_SHARE * 1000 * memory_gb - PROCESS_MB - image_mb - fixed_mb
-    return int(max(working_mb, MIN_WORKING_MB) / per_mpix * 1e6)
-
-
-def _padded(length: int, align: int) -> int:
-    return -(-length // align) * align
+    working_mb = PLANNED_SHARE * 1000 * memory_gb - PROCESS_MB - image_mb
+    return int(max(working_mb, MIN_WORKING_MB) * 1e6 / (SLACK * path.bytes_per_pixel))
 
 
 def smallest_side(length: int, count: int, overlap: int, align: int = ALIGN) -> int | None:
     """The smallest tile side (a multiple of ``align``) that covers ``length`` with at most ``count`` tiles;
     ``None`` when ``count`` tiles of more than ``overlap`` cannot be placed."""
-    span = _padded(length, align)
+    span = round_up(length, align)
     if count == 1:
         return length
-    side = max(_padded(-(-(span + (count - 1) * overlap) // count), align), overlap + align)
+    side = max(round_up(-(-(span + (count - 1) * overlap) // count), align), overlap + align)
     while side < span:
         if len(tile_starts(length, side, overlap, align)) <= count:
             return side
@@ -112,20 +88,19 @@ def plan_tiles(
     """
 
     def area(tile_h: int, tile_w: int) -> int:  # what one tile costs the network, padding included
-        return _padded(tile_h + 2 * edge_margin, align) * _padded(tile_w + 2 * edge_margin, align)
+        return round_up(tile_h + 2 * edge_margin, align) * round_up(tile_w + 2 * edge_margin, align)
 
     if tile is not None:
-        tile_h, tile_w = min(height, max(align, tile // align * align)), min(width, max(align, tile // align * align))
-        best = (tile_h, tile_w)
+        best = tile_sides(tile, height, width, align)
     elif area(height, width) <= max_pixels:
         best = (height, width)
     else:
         best, cost = None, None
-        for rows in range(1, _padded(height, align) // align + 1):
+        for rows in range(1, round_up(height, align) // align + 1):
             tile_h = smallest_side(height, rows, overlap, align)
             if tile_h is None:
                 break
-            for cols in range(1, _padded(width, align) // align + 1):
+            for cols in range(1, round_up(width, align) // align + 1):
                 tile_w = smallest_side(width, cols, overlap, align)
                 if tile_w is None:
                     break

@@ -27,13 +27,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.inference.allocator import release_freed_memory, release_if_above
 from lightning_modules.nets.forward import run_network
 
 ALIGN = 32  # the network's total stride (2**encoder_depth): tiles start on multiples of it
 
 
-def _padded(length: int, align: int) -> int:
+def round_up(length: int, align: int) -> int:
+    """``length`` rounded up to a multiple of ``align``."""
     return -(-length // align) * align
 
 
@@ -47,7 +47,7 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[in
         >>> tile_starts(1000, 512, 128, align=32)
         [0, 256, 512]
     """
-    span = _padded(length, align)
+    span = round_up(length, align)
     if tile >= length or tile >= span:
         return [0]
     if tile % align:
@@ -84,11 +84,6 @@ def edge_profile(n: int, overlap: int, margin: int, lead: bool = True, trail: bo
     return w
 
 
-def blend_window(height: int, width: int, overlap: int, margin: int = 0) -> torch.Tensor:
-    """(height, width) weights of a tile whose four borders are all interior."""
-    return edge_profile(height, overlap, margin)[:, None] * edge_profile(width, overlap, margin)[None, :]
-
-
 def _axis(length: int, tile: int, overlap: int, margin: int, align: int) -> tuple[list[int], list[torch.Tensor]]:
     """Tile starts along one axis and each tile's 1-D weights (clipped to the image)."""
     starts = tile_starts(length, tile, overlap, align)
@@ -99,7 +94,7 @@ def _axis(length: int, tile: int, overlap: int, margin: int, align: int) -> tupl
     return starts, profiles
 
 
-def _sides(tile: int | tuple[int, int], height: int, width: int, align: int) -> tuple[int, int]:
+def tile_sides(tile: int | tuple[int, int], height: int, width: int, align: int = ALIGN) -> tuple[int, int]:
     """Tile height and width: rounded down to a multiple of ``align``; the image side when that is smaller."""
     tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
 
@@ -140,7 +135,6 @@ def sliding_window(
     on_tile: Callable[[int], None] | None = None,
     margin: int = 0,
     align: int = ALIGN,
-    memory_mb: float | None = None,
 ) -> torch.Tensor:
     """Apply ``predictor`` to overlapping tiles of a (H, W) image and blend the results.
 
@@ -157,8 +151,6 @@ def sliding_window(
         channels_last: feed tiles in channels-last memory format.
         on_tile: called with the number of tiles just finished (for progress bars).
         align: tiles start on multiples of this (the network's stride; 1 turns alignment off).
-        memory_mb: after a pass that leaves the process resident above this, freed memory kept for
-            reuse goes back to the system (it fragments over many passes).
 
     Memory: the output (4 bytes per pixel) plus one batch of tiles.
     """
@@ -166,14 +158,12 @@ def sliding_window(
         raise ValueError(f"expected a (H, W) image, got shape {tuple(image.shape)}")
     check_settings(overlap, margin, batch_size)
     height, width = image.shape
-    tile_h, tile_w = _sides(tile, height, width, align)
+    tile_h, tile_w = tile_sides(tile, height, width, align)
     if (tile_h < height and overlap >= tile_h) or (tile_w < width and overlap >= tile_w):
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={(tile_h, tile_w)}")
     rows, row_w = _axis(height, tile_h, overlap, margin, align)
     cols, col_w = _axis(width, tile_w, overlap, margin, align)
     boxes = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
-    # What the caller freed (e.g. the image reader's temporaries) must not add to the peak.
-    _release(memory_mb, len(boxes))
     out = torch.zeros(height, width, dtype=torch.float32)
     device = torch.device(device)
     for first in range(0, len(boxes), batch_size):
@@ -184,25 +174,12 @@ def sliding_window(
             wy, wx = row_w[i], col_w[j]
             y, x = rows[i], cols[j]
             out[y : y + len(wy), x : x + len(wx)] += tile_pred[: len(wy), : len(wx)] * (wy[:, None] * wx[None, :])
-        release_if_above(memory_mb)
         if on_tile is not None:
             on_tile(len(chunk))
-    # The tiles' working memory, kept for reuse between batches, goes back before the result is written.
-    _release(memory_mb, len(boxes))
     row_sum, col_sum = _coverage(height, rows, row_w), _coverage(width, cols, col_w)
     for start in range(0, height, 1024):  # in row chunks: no image-sized temporary
         out[start : start + 1024].div_(row_sum[start : start + 1024, None] * col_sum[None, :])
     return out
-
-
-def _release(memory_mb: float | None, passes: int) -> None:
-    """Hand freed memory back to the system around a tiled image (several passes: large images, whose
-    reader temporaries and fragmented tile memory would raise the peak), or always when there is no
-    budget. Not around one whole-image pass within a budget: the plan fitted that pass into it, the
-    result's writing and the next image of the same size reuse its freed memory instead of faulting
-    it in again (2048²: 0.29 s of a 1.3 s pass), and the caller checks the budget between images."""
-    if memory_mb is None or passes > 1:
-        release_freed_memory()
 
 
 def _coverage(length: int, starts: list[int], profiles: list[torch.Tensor]) -> torch.Tensor:
@@ -215,5 +192,5 @@ def _coverage(length: int, starts: list[int], profiles: list[torch.Tensor]) -> t
 
 def count_tiles(height: int, width: int, tile: int | tuple[int, int], overlap: int, align: int = ALIGN) -> int:
     """How many tiles :func:`sliding_window` runs on a (height, width) image."""
-    tile_h, tile_w = _sides(tile, height, width, align)
+    tile_h, tile_w = tile_sides(tile, height, width, align)
     return len(tile_starts(height, tile_h, overlap, align)) * len(tile_starts(width, tile_w, overlap, align))

@@ -3,8 +3,7 @@
 Reading (:func:`read_checkpoint`) imports only torch and safetensors. Building the trained
 :class:`~lightning_modules.nets.unet.DenoisingUnet` (:func:`build_network`, :func:`load_network`)
 imports ``segmentation_models_pytorch``, whose import pulls in timm, torchvision and torch._dynamo
-and takes seconds, so it happens only when called: inference paths that build their own network
-(:mod:`lightning_modules.nets.fast_unet`, ONNX Runtime) start fast.
+and takes seconds, so it happens only when called.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Running a network: any image size (pad to its multiple and by a margin, crop back), and the one
 inference forward (no gradients, optional bf16 autocast and channels_last, fp32 out) that tiling,
-evaluation, the report and the benchmark share."""
+evaluation and the report share."""
 
 from __future__ import annotations
 
