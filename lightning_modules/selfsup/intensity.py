@@ -48,22 +48,29 @@ def mapped_psnr(moments: torch.Tensor, gain: float, offset: float) -> torch.Tens
     return -10.0 * torch.log10(mse)
 
 
-class IntensityMap(nn.Module):
-    """``gain · clamp(net(x), 0, 1) + offset``: a network whose output is mapped to full-dose intensities."""
+def apply_intensity_map(pred: torch.Tensor, intensity_map: dict[str, Any] | None) -> torch.Tensor:
+    """``gain · clamp(pred, 0, 1) + offset`` (the map as stored in a checkpoint); ``pred`` itself when ``None``."""
+    if not intensity_map:
+        return pred
+    return float(intensity_map["gain"]) * pred.clamp(0.0, 1.0) + float(intensity_map["offset"])
 
-    def __init__(self, net: nn.Module, gain: float, offset: float) -> None:
+
+class IntensityMap(nn.Module):
+    """A network whose output is mapped to full-dose intensities (:func:`apply_intensity_map`)."""
+
+    def __init__(self, net: nn.Module, intensity_map: dict[str, Any]) -> None:
         super().__init__()
-        self.net, self.gain, self.offset = net, float(gain), float(offset)
+        self.net, self.intensity_map = net, dict(intensity_map)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gain * self.net(x).clamp(0.0, 1.0) + self.offset
+        return apply_intensity_map(self.net(x), self.intensity_map)
 
 
 def with_intensity_map(net: nn.Module, intensity_map: dict[str, Any] | None) -> nn.Module:
     """``net`` followed by ``intensity_map`` (as stored in a checkpoint); ``net`` itself when ``None``."""
     if not intensity_map:
         return net
-    return IntensityMap(net, intensity_map["gain"], intensity_map["offset"])
+    return IntensityMap(net, intensity_map)
 
 
 @torch.no_grad()

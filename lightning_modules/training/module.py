@@ -122,8 +122,5 @@ class LitDenoiser(L.LightningModule):
         self.test_metrics.reset()
         self.log_dict(values, sync_dist=True)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self(batch["low"]).float().clamp(0.0, 1.0)
-
     def configure_optimizers(self) -> dict[str, Any]:
         return build_optimizers(trainable(self), self.hparams.optim, int(self.trainer.estimated_stepping_batches))

@@ -25,7 +25,7 @@ from lightning_modules.selfsup.config import (
     needs_noise_level,
 )
 from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_at_noise_level
-from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
+from lightning_modules.selfsup.intensity import MAP_KEY, apply_intensity_map, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
 from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level, lacks_dose
 from lightning_modules.training.module import LitDenoiser
@@ -91,10 +91,6 @@ class SelfSupervisedDenoiser(LitDenoiser):
             return pred
         return fuse_at_noise_level(pred, low, self.noise_level, fusion["window"], dose)
 
-    def _mapped(self, pred: torch.Tensor) -> torch.Tensor:
-        stored = self.hparams.get(MAP_KEY)
-        return pred if not stored else stored["gain"] * pred.clamp(0.0, 1.0) + stored["offset"]
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.ssl_loss(self, batch["low"], sigma=self._sigma(batch))
         return self._log_training_loss(loss, batch_idx, len(batch["low"]))
@@ -111,7 +107,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
                 self.val_moments.update(image_moments(pred, batch["high"]))
                 self.val_metrics.update(pred, low, batch["high"])
             else:
-                self.test_metrics.update(self._mapped(pred), low, batch["high"])
+                self.test_metrics.update(apply_intensity_map(pred, self.hparams.get(MAP_KEY)), low, batch["high"])
         return {"pred": pred.detach().clamp(0.0, 1.0)}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
@@ -158,9 +154,6 @@ class SelfSupervisedDenoiser(LitDenoiser):
             values.update(self.test_metrics.compute("test"))
         self.test_metrics.reset()
         self.log_dict(values, sync_dist=True)
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._mapped(self.denoise(batch["low"], batch.get("dose"))).clamp(0.0, 1.0)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the map belongs to the weights it was fitted with: testing best.ckpt uses best.ckpt's map
