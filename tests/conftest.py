@@ -100,3 +100,11 @@ def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None  # a test that set a (multirun) Hydra config must not leak it
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory):
+    """ONNX exports of the default CPU backend go to one cache for the session, never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+        yield
