@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from datamodules.noise import PhysicalNoiseModel, check_fraction
+from datamodules.noise import PhysicalNoiseModel, check_bits, check_fraction, quantize
 
 Range = float | Sequence[float]
 
@@ -38,14 +38,6 @@ def _uniform(bounds: tuple[float, float], generator: torch.Generator | None) -> 
 
 def _log_uniform(bounds: tuple[float, float], generator: torch.Generator | None) -> float:
     return math.exp(_uniform((math.log(bounds[0]), math.log(bounds[1])), generator))
-
-
-def quantize(image: torch.Tensor, bits: int | None) -> torch.Tensor:
-    """``image`` (in [0, 1]) rounded to ``bits`` bits, as a detector stores it; ``None`` keeps floats."""
-    if bits is None:
-        return image
-    levels = float((1 << int(bits)) - 1)
-    return torch.round(image * levels) / levels
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -84,9 +76,7 @@ class PoissonGaussianNoiseModel:
     ) -> None:
         self.eta = _range(eta, "eta", low=1e-6)
         self.sigma = _range(sigma, "sigma")
-        if quantize_bits is not None and not 1 <= quantize_bits <= 16:
-            raise ValueError(f"quantize_bits must be in 1..16 or None, got {quantize_bits}")
-        self.quantize_bits = quantize_bits
+        self.quantize_bits = check_bits(quantize_bits)
 
     def noise(self, clean: torch.Tensor, dose: float, generator: torch.Generator | None) -> torch.Tensor:
         """The noise alone (``y - x`` before clipping) of one draw of η and σ."""
@@ -154,8 +144,8 @@ class DetectorNoiseFamily:
         self.p_max = _range(p_max, "p_max")
         if not self.p_max[0] > self.p_min[1]:
             raise ValueError(f"p_max's range {list(self.p_max)} must lie above p_min's {list(self.p_min)}")
-        self.display = PoissonGaussianNoiseModel(eta, sigma, quantize_bits=None)
-        self.eta = self.display.eta
+        self.eta = _range(eta, "eta", low=1e-6)
+        self.sigma = _range(sigma, "sigma")
         self.correlated_share = check_fraction(correlated_share, "correlated_share")
         self.psf_sigma = _range(psf_sigma, "psf_sigma")
         self.bits = tuple(int(b) for b in bits)
@@ -180,7 +170,7 @@ class DetectorNoiseFamily:
             noise = self._physical(clean, dose, generator)
         elif family < self.physical_share + self.display_share:
             eta = _log_uniform(self.eta, generator)
-            noise = PoissonGaussianNoiseModel(eta, self.display.sigma, None).noise(clean, 1.0, generator)
+            noise = PoissonGaussianNoiseModel(eta, self.sigma, None).noise(clean, 1.0, generator)
         else:
             noise = torch.zeros_like(clean)
         if float(torch.rand((), generator=generator)) < self.correlated_share:

@@ -178,8 +178,7 @@ class AffineGaussianNoiseModel:
     ) -> None:
         if sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
-        if quantize_bits is not None and not 1 <= quantize_bits <= 16:
-            raise ValueError(f"quantize_bits must be in 1..16 or None, got {quantize_bits}")
+        check_bits(quantize_bits)
         if not 0.0 <= floor < 1.0:
             raise ValueError(f"floor must be in [0, 1), got {floor}")
         if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
@@ -199,9 +198,7 @@ class AffineGaussianNoiseModel:
         noise = _standard_normal(clean, dose, generator)
         sigma = self.sigma / math.sqrt(dose)
         noisy = (self.gain * clean + self.offset + sigma * noise).clamp_(self.floor, 1.0)
-        if self.quantize_bits is not None:
-            levels = float((1 << self.quantize_bits) - 1)
-            noisy = torch.round(noisy * levels) / levels
+        noisy = quantize(noisy, self.quantize_bits)
         if self.jpeg_quality is not None and float(torch.rand((), generator=generator)) < self.jpeg_fraction:
             noisy = jpeg_roundtrip(noisy, self.jpeg_quality)
         return noisy
@@ -212,6 +209,21 @@ class AffineGaussianNoiseModel:
             f"sigma={self.sigma:.4g}, quantize_bits={self.quantize_bits}, floor={self.floor:.4g}, "
             f"jpeg_quality={self.jpeg_quality}, jpeg_fraction={self.jpeg_fraction:.3g})"
         )
+
+
+def check_bits(bits: int | None, key: str = "quantize_bits") -> int | None:
+    """``bits`` if it is a bit depth in 1..16 or ``None``; else an error naming ``key``."""
+    if bits is not None and not 1 <= bits <= 16:
+        raise ValueError(f"{key} must be in 1..16 or None, got {bits}")
+    return bits
+
+
+def quantize(image: torch.Tensor, bits: int | None) -> torch.Tensor:
+    """``image`` (in [0, 1]) rounded to ``bits`` bits, as a detector stores it; ``None`` keeps floats."""
+    if bits is None:
+        return image
+    levels = float((1 << int(bits)) - 1)
+    return torch.round(image * levels) / levels
 
 
 def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:

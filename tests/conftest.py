@@ -108,3 +108,21 @@ def _onnx_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
         yield
+
+
+def run_report(run: Path, out: Path, *overrides: str) -> dict:
+    """``scripts/report.py``'s logic on the ``best_model.pth`` of ``run``, CPU, no progress bar, into ``out``."""
+    from lightning_modules.report.report import report
+
+    cfg = compose_config(
+        "report",
+        [
+            f"run={run}",
+            f"ckpt={run / 'checkpoints' / 'best_model.pth'}",
+            f"out_dir={out}",
+            "progress=false",
+            "device=cpu",
+            *overrides,
+        ],
+    )
+    return report(cfg)

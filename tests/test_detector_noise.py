@@ -7,8 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from datamodules.detector_noise import DetectorNoiseFamily, PoissonGaussianNoiseModel, gaussian_blur, quantize
-from datamodules.noise import PhysicalNoiseModel
+from datamodules.detector_noise import DetectorNoiseFamily, PoissonGaussianNoiseModel, gaussian_blur
+from datamodules.noise import PhysicalNoiseModel, quantize
 from lightning_modules.classical.stabilisers import ScaledCountsAnscombe, stabiliser_for
 from lightning_modules.report.inputs import noise_model
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, make_paired_dataset, smooth_image
+from conftest import make_paired_dataset, run_report, smooth_image
 from omegaconf import OmegaConf
 
 from datamodules.noise import PhysicalNoiseModel
@@ -205,7 +205,6 @@ def test_settings_come_from_the_config_and_unknown_keys_are_named():
 def test_report_writes_the_image_quality_section(tmp_path):
     from lightning_modules.nets.checkpoints import save_weights
     from lightning_modules.nets.unet import DenoisingUnet
-    from lightning_modules.report.report import report
 
     data = make_paired_dataset(tmp_path / "data", {"train": 1, "test": 2})
     run = tmp_path / "run"
@@ -223,31 +222,24 @@ def test_report_writes_the_image_quality_section(tmp_path):
     net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
     save_weights(run / "checkpoints" / "best_model.pth", net, TINY_NET)
     out = tmp_path / "report"
-    cfg = compose_config(
-        "report",
-        [
-            f"run={run}",
-            f"ckpt={run / 'checkpoints' / 'best_model.pth'}",
-            f"out_dir={out}",
-            "progress=false",
-            "device=cpu",
-            "html=false",
-            "doses=[1.0,0.1]",
-            "baselines=[nlm]",
-            "image_quality.enabled=true",
-            "image_quality.images=2",
-            "image_quality.roi_size=16",
-            "image_quality.sizes=[4]",
-            "image_quality.contrasts=[0.05]",
-            "image_quality.bootstrap=50",
-            "image_quality.nps.image=64",
-            "image_quality.nps.roi=32",
-            "image_quality.nps.images=1",
-            "image_quality.edge.image=[96,48]",
-            "image_quality.edge.realisations=1",
-        ],
+    summary = run_report(
+        run,
+        out,
+        "html=false",
+        "doses=[1.0,0.1]",
+        "baselines=[nlm]",
+        "image_quality.enabled=true",
+        "image_quality.images=2",
+        "image_quality.roi_size=16",
+        "image_quality.sizes=[4]",
+        "image_quality.contrasts=[0.05]",
+        "image_quality.bootstrap=50",
+        "image_quality.nps.image=64",
+        "image_quality.nps.roi=32",
+        "image_quality.nps.images=1",
+        "image_quality.edge.image=[96,48]",
+        "image_quality.edge.realisations=1",
     )
-    summary = report(cfg)
 
     for name in ("nps", "mtf", "detectability"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000

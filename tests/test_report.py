@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import compose_config, make_paired_dataset, smooth_image
+from conftest import make_paired_dataset, run_report, smooth_image
 from omegaconf import OmegaConf
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -169,27 +169,10 @@ def runs(tmp_path_factory):
     return base, data
 
 
-def _report(run: Path, out: Path, *overrides: str) -> dict:
-    from lightning_modules.report.report import report
-
-    cfg = compose_config(
-        "report",
-        [
-            f"run={run}",
-            f"ckpt={run / 'checkpoints' / 'best_model.pth'}",
-            f"out_dir={out}",
-            "progress=false",
-            "device=cpu",
-            *overrides,
-        ],
-    )
-    return report(cfg)
-
-
 def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
     base, data = runs
     out = tmp_path / "report"
-    summary = _report(base / "simulated", out, "doses=[1.0,0.1]", "baselines=[nlm]")
+    summary = run_report(base / "simulated", out, "doses=[1.0,0.1]", "baselines=[nlm]")
 
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert list(rows[0]) == ["file", "dose", "method", "psnr", "ssim", "mse"]
@@ -236,7 +219,7 @@ def test_dose_report_writes_csv_json_markdown_and_figures(runs, tmp_path):
 def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs, tmp_path):
     base, _ = runs
     out = tmp_path / "paired"
-    summary = _report(base / "paired", out, "baselines=[nlm]", "html=false", "tta=4")
+    summary = run_report(base / "paired", out, "baselines=[nlm]", "html=false", "tta=4")
     assert summary["inputs"] == "paired" and summary["dose_keys"] == ["paired"] and summary["tta"] == 4
     assert summary["affine_fit"]["gain"] == pytest.approx(0.585, abs=0.03)
     assert "dose_reduction" not in summary and (out / "figures" / "panels_paired.png").is_file()
@@ -249,12 +232,12 @@ def test_report_errors_name_the_key(runs, tmp_path):
 
     base, _ = runs
     with pytest.raises(ValueError, match="doses must be > 0"):
-        _report(base / "simulated", tmp_path, "doses=[0.5,0]")
+        run_report(base / "simulated", tmp_path, "doses=[0.5,0]")
     write_image(tmp_path / "clean" / "test" / "a.png", np.full((32, 32), 0.5), ImageInfo(8, ".png"))
     with pytest.raises(FileNotFoundError, match="inputs=paired: .* no high/ and low/"):
-        _report(base / "simulated", tmp_path, f"data_root={tmp_path / 'clean'}", "inputs=paired")
+        run_report(base / "simulated", tmp_path, f"data_root={tmp_path / 'clean'}", "inputs=paired")
     with pytest.raises(ValueError, match="baselines: 'wiener' is unknown"):
-        _report(base / "simulated", tmp_path, "baselines=[wiener]")
+        run_report(base / "simulated", tmp_path, "baselines=[wiener]")
 
 
 # --- sweep summary ----------------------------------------------------------------------------------
@@ -367,7 +350,9 @@ def test_report_reads_bit_depth_itself(runs, tmp_path):
 
     def means(folder, *extra):
         out = tmp_path / "out" / folder / str(len(extra))
-        summary = _report(base / "paired", out, f"data_root={tmp_path / folder}", "baselines=[]", "html=false", *extra)
+        summary = run_report(
+            base / "paired", out, f"data_root={tmp_path / folder}", "baselines=[]", "html=false", *extra
+        )
         return {k: v["psnr"]["mean"] for k, v in summary["metrics"]["paired"].items()}
 
     reference, stated = means("full"), means("plain", "bit_depth=12")

@@ -58,9 +58,9 @@ def write_input_range(model_dir: str | Path, record: dict[str, Any]) -> Path:
 
 def read_input_range(model_dir: str | Path | None) -> dict[str, Any] | None:
     """The record of ``model_dir``, or ``None`` where the folder has none (nothing is checked then)."""
-    if model_dir is None or not (Path(model_dir) / INPUT_RANGE_FILE).is_file():
+    path = None if model_dir is None else Path(model_dir) / INPUT_RANGE_FILE
+    if path is None or not path.is_file():
         return None
-    path = Path(model_dir) / INPUT_RANGE_FILE
     try:
         record = json.loads(path.read_text())
         return {**record, "low": [float(v) for v in record["low"]], "high": [float(v) for v in record["high"]]}
