@@ -473,7 +473,8 @@ def test_done_means_commands_train_evaluate_and_denoise(tmp_path):
         timeout=300,
     )
     assert denoise.returncode == 0, (denoise.stdout + denoise.stderr)[-3000:]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img_0.png", "img_1.png"]
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == [".denoised_by.json", "img_0.png", "img_1.png"]  # images plus the record of the model
 
 
 @pytest.mark.slow
