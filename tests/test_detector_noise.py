@@ -115,3 +115,21 @@ def test_report_takes_a_noise_option_by_name_and_defaults_to_the_runs():
     assert isinstance(model, PoissonGaussianNoiseModel) and model.eta == (50.0, 300.0) and model.quantize_bits == 8
     assert model.sigma == pytest.approx((5 / 255, 25 / 255))
     assert compose_config("report").get("noise") is None
+
+
+def test_validation_noisy_means_leave_out_inputs_without_noise():
+    """The family's clean share gives inputs equal to their targets (infinite PSNR); the mean stays finite."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from lightning_modules.training.module import StageMetrics
+
+    rng = np.random.default_rng(0)
+    high = torch.from_numpy(rng.uniform(0.2, 0.8, (2, 1, 32, 32)).astype(np.float32))
+    low = high.clone()
+    low[1] = (high[1] + 0.05 * torch.from_numpy(rng.standard_normal((1, 32, 32)).astype(np.float32))).clamp(0, 1)
+    metrics = StageMetrics()
+    metrics.update(high.clone(), low, high)
+    values = metrics.compute("val")
+    expected = peak_signal_noise_ratio(high[1].numpy(), low[1].numpy(), data_range=1.0)
+    assert abs(float(values["val/psnr_noisy"]) - expected) < 0.01
+    assert float(values["val/mse"]) == 0.0  # the model's means still count every image

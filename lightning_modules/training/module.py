@@ -26,9 +26,14 @@ class StageMetrics(nn.Module):
         )
 
     def update(self, pred: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
-        for suffix, source in (("", pred), ("_noisy", low)):
-            for name, values in image_metrics(source, high).items():
-                self.means[f"{name}{suffix}"].update(values)
+        for name, values in image_metrics(pred, high).items():
+            self.means[name].update(values)
+        # An input identical to its target (a noise family's clean share) has an infinite PSNR, which
+        # would make the mean infinite: the noisy-input means are over the inputs that carry noise.
+        noisy = (low.float() != high.float()).flatten(1).any(dim=1)
+        if noisy.any():
+            for name, values in image_metrics(low[noisy], high[noisy]).items():
+                self.means[f"{name}_noisy"].update(values)
 
     def compute(self, prefix: str) -> dict[str, torch.Tensor]:
         return {f"{prefix}/{key}": metric.compute() for key, metric in self.means.items()}
