@@ -4,8 +4,8 @@ import hydra
 from omegaconf import DictConfig
 
 from benchmarks.run import run_benchmark
-from lightning_modules.runs.errors import one_line_errors
-from lightning_modules.runs.hydra import register_resolvers
+from lightning_modules.commands.errors import one_line_errors
+from lightning_modules.commands.resolvers import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 

@@ -5,8 +5,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from datamodules.throughput import loader_throughput
-from lightning_modules.runs.errors import one_line_errors
-from lightning_modules.runs.hydra import register_resolvers
+from lightning_modules.commands.errors import one_line_errors
+from lightning_modules.commands.resolvers import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 

@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
+from lightning_modules.commands.errors import check_command_line, one_line_errors
+from lightning_modules.commands.resolvers import register_resolvers
 from lightning_modules.inference.evaluate import evaluate
-from lightning_modules.runs.errors import check_command_line, one_line_errors
-from lightning_modules.runs.hydra import register_resolvers
 
 register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from lightning_modules.runs.errors import check_command_line, one_line_errors
-from lightning_modules.runs.hydra import register_resolvers
+from lightning_modules.commands.errors import check_command_line, one_line_errors
+from lightning_modules.commands.resolvers import register_resolvers
 from lightning_modules.training.train import train
 
 register_resolvers()

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from datamodules.io.images import ImageInfo, write_image
-from lightning_modules.runs.hydra import register_resolvers
+from lightning_modules.commands.resolvers import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_resolvers()

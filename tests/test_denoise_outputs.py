@@ -18,11 +18,11 @@ from conftest import compose_config
 
 from datamodules.io.atomic import atomic_write
 from datamodules.io.images import ImageInfo, read_image, write_image
+from lightning_modules.commands.errors import check_command_line, is_project_check
 from lightning_modules.inference.denoise import denoise
 from lightning_modules.inference.failures import FAILED_LIST
 from lightning_modules.inference.outputs import MODEL_RECORD
 from lightning_modules.runs.disk import DiskFullError
-from lightning_modules.runs.errors import check_command_line, is_project_check
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]

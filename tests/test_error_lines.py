@@ -12,7 +12,7 @@ import pytest
 from conftest import compose_config, tiny_train_config
 from hydra.errors import InstantiationException
 
-from lightning_modules.runs.errors import is_project_check, one_line_errors
+from lightning_modules.commands.errors import is_project_check, one_line_errors
 from lightning_modules.runs.schema import DENOISE_KEYS, REPORT_KEYS, TEST_KEYS, check_types
 from lightning_modules.training.optim import check_optim_config
 from lightning_modules.training.train import train

@@ -19,7 +19,7 @@ from datamodules.io.images import ImageInfo, write_image
 from datamodules.io.pairing import find_pairs
 from datamodules.noise import AffineGaussianNoiseModel, jpeg_roundtrip
 from datamodules.noise_fit import fit_affine_gaussian, jpeg_quality
-from lightning_modules.runs.fit_noise import fit_noise
+from lightning_modules.commands.fit_noise import fit_noise
 
 GAIN, OFFSET, SIGMA, FLOOR = 0.62, 9.0 / 255, 10.0 / 255, 12.0 / 255
 

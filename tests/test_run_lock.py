@@ -18,8 +18,8 @@ import torch
 from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf
 
+from lightning_modules.commands.errors import is_project_check
 from lightning_modules.runs.disk import DiskFullError
-from lightning_modules.runs.errors import is_project_check
 from lightning_modules.runs.folders import RUN_CONFIG
 from lightning_modules.runs.hydra import STATUS_FILE
 from lightning_modules.runs.lock import LOCK_FILE, RunLock, RunLockedError

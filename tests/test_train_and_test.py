@@ -90,8 +90,8 @@ def test_test_script_last_and_explicit_path(trained_run, tmp_path):
 
 
 def test_exported_model_works_as_pretrained_and_tta_is_an_option(trained_run, tmp_path, monkeypatch):
+    from lightning_modules.commands.export import export
     from lightning_modules.runs import folders as runs
-    from lightning_modules.runs.export import export
 
     run_dir, _, _ = trained_run
     shipped = tmp_path / "pretrained"

@@ -1,2 +1,3 @@
-"""Run bookkeeping without Lightning: run folders and checkpoints by name, ``run_info.json``, config
-helpers and resolvers, ``resume=auto``, export of a shippable model, Hydra callbacks."""
+"""Run bookkeeping without Lightning: run folders, checkpoints by name and the saved run config,
+``run_info.json``, ``resume=auto``, the run lock, job folders and job status under Hydra; also the
+shared command-line type table (``schema.py``) and the disk-full message (``disk.py``)."""

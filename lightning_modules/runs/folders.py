@@ -1,4 +1,4 @@
-"""Finding training runs and their checkpoints under the log folder."""
+"""Finding training runs and their checkpoints under the log folder; saving and loading a run's config."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from datamodules.io.atomic import atomic_write_text
 
 RUN_CONFIG = "run_config.yaml"  # the resolved config every training run saves in its folder
 CHECKPOINT_DIR = "checkpoints"
@@ -104,3 +106,16 @@ def load_run_config(path: str | os.PathLike) -> DictConfig:
     if path.is_dir():
         path = path / RUN_CONFIG
     return OmegaConf.create(rename_targets(OmegaConf.to_container(OmegaConf.load(path)), LEGACY_TARGETS))
+
+
+def save_run_config(cfg: DictConfig, path: str | Path, overrides: dict[str, Any] | None = None) -> Path:
+    """Save the fully resolved config (without Hydra's own node) as YAML, atomically."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    for dotted, value in (overrides or {}).items():
+        node = container
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(container)))

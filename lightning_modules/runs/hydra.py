@@ -1,5 +1,6 @@
-"""What every entry point shares with Hydra: the config resolvers, and a callback that records each
-job's outcome in its folder, so a failed sweep job shows as failed.
+"""Run folders under Hydra: multirun job folder names, a folder of its own for every run, and a callback
+that records each job's outcome in its folder, so a failed sweep job shows as failed. The resolvers that
+use the folder names are registered by :mod:`lightning_modules.commands.resolvers`.
 
 Hydra re-raises a failed job's exception only at the end of the whole sweep and writes nothing into the
 job's folder; ``job_status.json`` (status, error, traceback) fills that gap for ``scripts/report.py sweep=``.
@@ -21,7 +22,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from datamodules.io.atomic import atomic_write_text
 from lightning_modules.runs.ranks import is_rank_zero, process_rank
@@ -29,13 +30,6 @@ from lightning_modules.runs.ranks import is_rank_zero, process_rank
 STATUS_FILE = "job_status.json"
 # Written by train() into the job's own folder when it continues another run's folder: that folder's path.
 CONTINUES_FILE = "continues_run.txt"
-
-
-def best_cpu_precision() -> str:
-    """``"bf16-mixed"`` where the CPU runs bf16 natively (oneDNN says so), else ``"32-true"``."""
-    from lightning_modules.inference.backends import bf16_native
-
-    return "bf16-mixed" if bf16_native("cpu") else "32-true"
 
 
 # Most file systems refuse names over 255 bytes; a multirun job folder named after many overrides
@@ -75,17 +69,6 @@ def unique_dir(path: str) -> str:
             continue
         return str(candidate)
     raise FileExistsError(f"{base}: 100000 folders of this name exist already")
-
-
-def register_resolvers() -> None:
-    """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``), ``${job_dirname:...}`` and
-    ``${unique_dir:...}`` (``conf/hydra/default.yaml``)."""
-    if not OmegaConf.has_resolver("best_cpu_precision"):
-        OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
-    if not OmegaConf.has_resolver("job_dirname"):
-        OmegaConf.register_new_resolver("job_dirname", job_dirname)
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", unique_dir, use_cache=True)
 
 
 def write_job_status(folder: str | os.PathLike, record: dict[str, Any]) -> None:

@@ -14,19 +14,62 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
+from datamodules.patch_schedule import check_step_budget, parse_patch_schedule
 from datamodules.preflight import decode_all
 from lightning_modules.inference.evaluate import metrics_table
 from lightning_modules.nets.checkpoints import load_weights_into
-from lightning_modules.runs.config import check_train_config, has_patch_schedule, save_run_config
-from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, RUN_CONFIG, resolve_checkpoint
+from lightning_modules.nets.losses import LOSSES
+from lightning_modules.runs.folders import (
+    CHECKPOINT_DIR,
+    NAMED_CHECKPOINTS,
+    RUN_CONFIG,
+    resolve_checkpoint,
+    save_run_config,
+)
 from lightning_modules.runs.hydra import CONTINUES_FILE, write_job_status
 from lightning_modules.runs.lock import RunLock
 from lightning_modules.runs.ranks import is_rank_zero
 from lightning_modules.runs.records import mark_completed, read_run_info, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
+from lightning_modules.runs.schema import TRAIN_KEYS, check_types
 from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
 from lightning_modules.training.faults import AtomicCheckpointIO, check_free_space
+from lightning_modules.training.optim import check_optim_config
 from lightning_modules.training.self_supervised import build_module, prepare_training
+
+
+def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return
+    if value is None or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{key} must be a positive number, got {value!r}")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Fail fast, naming the key, on values that would only break later (after minutes of work)."""
+    check_types(cfg, TRAIN_KEYS)
+    check_optim_config(OmegaConf.to_container(cfg.optim, resolve=True))
+    _positive(cfg, "data.batch_size")
+    _positive(cfg, "data.patch_size", allow_none=True)
+    if cfg.loss.get("name") not in LOSSES:
+        raise ValueError(f"loss.name={cfg.loss.get('name')!r} is unknown; choose one of {sorted(LOSSES)}")
+    patch = cfg.data.get("patch_size")
+    if patch is not None and patch % 32:
+        raise ValueError(f"data.patch_size={patch} must be a multiple of 32 (the network's downsampling factor)")
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs != -1 and max_epochs < 1:
+        raise ValueError(f"trainer.max_epochs must be >= 1 (or -1 for no limit), got {max_epochs}")
+    if has_patch_schedule(cfg):
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        parse_patch_schedule(data["patch_schedule"], data.get("patch_size"), data["batch_size"])
+        check_step_budget(cfg.trainer.get("max_steps"), max_epochs)
+
+
+def has_patch_schedule(cfg: DictConfig) -> bool:
+    """Whether ``data.patch_schedule`` changes the training patches during the run (the trainer then
+    rebuilds the training loader every epoch)."""
+    return cfg.data.get("patch_schedule") is not None
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
