@@ -54,7 +54,8 @@ def run_process(command: Sequence[str], cwd: Path, env: dict[str, str], timeout_
 
 def phantom_folder(folder: Path, size: int, count: int) -> Path:
     """``count`` 16-bit PNG chest phantoms of ``size``² in ``folder``, written once and reused."""
-    from datamodules.io.images import ImageInfo, write_image
+    from datamodules.io.images import write_image
+    from datamodules.io.pixels import ImageInfo
     from datamodules.phantom import chest_phantom
 
     for index in range(count):

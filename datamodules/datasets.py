@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.io.images import BitDepth, read_image
+from datamodules.io.images import read_image
 from datamodules.io.pairing import ImagePair
+from datamodules.io.pixels import BitDepth
 from datamodules.noise import DoseSpec, NoiseModel, check_fraction, sample_dose
 from datamodules.patches import random_aligned_crop, random_dihedral
 

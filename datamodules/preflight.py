@@ -21,8 +21,9 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.io.atomic import atomic_write_text
-from datamodules.io.images import BitDepth, ImageReadError, check_bit_depth, read_image
+from datamodules.io.images import check_bit_depth, read_image
 from datamodules.io.pairing import DatasetLayoutError
+from datamodules.io.pixels import BitDepth, ImageReadError
 
 CACHE_VERSION = 1
 SHOWN_FAILURES = 10

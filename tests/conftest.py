@@ -12,7 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from datamodules.io.images import ImageInfo, write_image
+from datamodules.io.images import write_image
+from datamodules.io.pixels import ImageInfo
 from lightning_modules.commands.resolvers import register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

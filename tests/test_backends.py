@@ -19,7 +19,8 @@ import torch
 from conftest import compose_config
 from torch import nn
 
-from datamodules.io.images import ImageInfo, read_image, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageInfo
 from lightning_modules.inference.backends import InferencePath, choose_path, load_predictor
 from lightning_modules.nets.checkpoints import save_weights
 from lightning_modules.nets.unet import DenoisingUnet

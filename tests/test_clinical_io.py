@@ -15,7 +15,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
 from datamodules.io.images import (
-    ImageReadError,
     check_bit_depth,
     is_image_file,
     png_significant_bits,
@@ -24,6 +23,7 @@ from datamodules.io.images import (
     write_image,
 )
 from datamodules.io.pairing import find_pairs, list_images
+from datamodules.io.pixels import ImageReadError
 
 HALF = 0.5 / 4095  # half a 12-bit step
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"

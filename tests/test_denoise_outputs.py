@@ -17,7 +17,8 @@ import torch
 from conftest import compose_config
 
 from datamodules.io.atomic import atomic_write
-from datamodules.io.images import ImageInfo, read_image, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageInfo
 from lightning_modules.commands.errors import check_command_line, is_project_check
 from lightning_modules.inference.denoise import denoise
 from lightning_modules.inference.failures import FAILED_LIST

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import compose_config
 
-from datamodules.io.images import ImageInfo, read_image, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageInfo
 from lightning_modules.inference.denoise import denoise, plan_outputs
 from lightning_modules.inference.failures import FAILED_LIST
 

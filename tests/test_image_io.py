@@ -3,7 +3,8 @@ import pytest
 from conftest import truncate_file
 from PIL import Image
 
-from datamodules.io.images import ImageInfo, ImageReadError, read_image, to_stored, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageInfo, ImageReadError, to_stored
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import compose_config
 
-from datamodules.io.images import ImageInfo, read_image, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageInfo
 from datamodules.noise import AffineGaussianNoiseModel, PhysicalNoiseModel
 from lightning_modules.inference.denoise import denoise
 from lightning_modules.inference.input_range import (

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_8192_image_within_2gb(tmp_path):
-    from datamodules.io.images import ImageInfo, read_image, write_image
+    from datamodules.io.images import read_image, write_image
+    from datamodules.io.pixels import ImageInfo
     from datamodules.phantom import chest_phantom
     from lightning_modules.nets.checkpoints import save_weights
     from lightning_modules.nets.unet import DenoisingUnet

@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from datamodules.datamodule import PairedDataModule
-from datamodules.io.images import ImageInfo, write_image
+from datamodules.io.images import write_image
 from datamodules.io.pairing import find_pairs
+from datamodules.io.pixels import ImageInfo
 from datamodules.noise import AffineGaussianNoiseModel, jpeg_roundtrip
 from datamodules.noise_fit import fit_affine_gaussian, jpeg_quality
 from lightning_modules.commands.fit_noise import fit_noise

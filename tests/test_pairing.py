@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from datamodules.datamodule import PairedDataModule, SimulatedDataModule
-from datamodules.io.images import ImageInfo, write_image
+from datamodules.io.images import write_image
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
+from datamodules.io.pixels import ImageInfo
 
 
 def _write(path, shape=(32, 32), bit_depth=8):

@@ -228,7 +228,8 @@ def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs
 
 
 def test_report_errors_name_the_key(runs, tmp_path):
-    from datamodules.io.images import ImageInfo, write_image
+    from datamodules.io.images import write_image
+    from datamodules.io.pixels import ImageInfo
 
     base, _ = runs
     with pytest.raises(ValueError, match="doses must be > 0"):

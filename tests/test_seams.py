@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from conftest import compose_config
 
 from datamodules import SAMPLE_ROOT
-from datamodules.io.images import ImageInfo, read_image, write_image
+from datamodules.io.images import read_image, write_image
 from datamodules.io.pairing import list_images
+from datamodules.io.pixels import ImageInfo
 from datamodules.noise import AffineGaussianNoiseModel
 from lightning_modules.inference.backends import choose_path, load_predictor
 from lightning_modules.inference.denoise import denoise

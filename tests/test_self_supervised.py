@@ -16,8 +16,9 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf, open_dict
 
 from datamodules.datamodule import NoisyDataModule, SimulatedDataModule
-from datamodules.io.images import ImageInfo, ImageReadError, write_image
+from datamodules.io.images import write_image
 from datamodules.io.pairing import DatasetLayoutError
+from datamodules.io.pixels import ImageInfo, ImageReadError
 from datamodules.noise import PhysicalNoiseModel
 from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.runs.records import config_fingerprint

@@ -8,7 +8,8 @@ from conftest import truncate_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
-from datamodules.io.images import ImageReadError, read_image, write_image
+from datamodules.io.images import read_image, write_image
+from datamodules.io.pixels import ImageReadError
 
 DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 

@@ -228,7 +228,8 @@ def test_16bit_dicom_in_16bit_dicom_out_through_the_data_path(trained_run, tmp_p
 
 
 def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, tmp_path):
-    from datamodules.io.images import ImageInfo, read_image, write_image
+    from datamodules.io.images import read_image, write_image
+    from datamodules.io.pixels import ImageInfo
     from lightning_modules.inference.denoise import denoise
 
     run_dir, _, _ = trained_run
@@ -272,7 +273,8 @@ def test_denoise_errors_are_clear(tmp_path, monkeypatch):
 
 def test_shipped_model_denoises_without_training(tmp_path):
     """The shipped weights load and clean a radiograph degraded like the paired data."""
-    from datamodules.io.images import ImageInfo, read_image, write_image
+    from datamodules.io.images import read_image, write_image
+    from datamodules.io.pixels import ImageInfo
     from lightning_modules.inference.denoise import denoise
 
     clean, _ = read_image(

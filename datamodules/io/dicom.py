@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
 from datamodules.io.atomic import atomic_write
-from datamodules.io.images import BitDepth, ImageInfo, ImageReadError
+from datamodules.io.pixels import BitDepth, ImageInfo, ImageReadError
 
 DERIVATION = "Denoised by xray-denoise (ResNet-18 UNet)"
 DECODER_HINT = "install pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg, or python-gdcm"

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from datamodules.io.atomic import atomic_write
-from datamodules.io.images import (
+from datamodules.io.pixels import (
     BitDepth,
     ImageInfo,
     ImageReadError,

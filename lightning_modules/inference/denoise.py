@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from datamodules.io.atomic import ensure_writable_dir
-from datamodules.io.images import ImageInfo, ImageReadError, check_bit_depth, read_image, write_image
+from datamodules.io.images import check_bit_depth, read_image, write_image
+from datamodules.io.pixels import ImageInfo, ImageReadError
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures

@@ -17,7 +17,8 @@ from rich.console import Console
 from torch.utils.data import Dataset
 
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text
-from datamodules.io.images import ImageReadError, check_bit_depth, read_image, write_image
+from datamodules.io.images import check_bit_depth, read_image, write_image
+from datamodules.io.pixels import ImageReadError
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import DihedralView, with_tta
 from lightning_modules.inference.failures import FAILED_LIST, write_failures

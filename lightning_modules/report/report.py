@@ -23,8 +23,9 @@ from rich.table import Table
 
 from datamodules.datasets import PairedImageDataset
 from datamodules.io.atomic import atomic_write_csv, atomic_write_text, ensure_writable_dir
-from datamodules.io.images import ImageReadError, stated_bit_depth
+from datamodules.io.images import stated_bit_depth
 from datamodules.io.pairing import DatasetLayoutError, find_pairs
+from datamodules.io.pixels import ImageReadError
 from datamodules.noise import check_dose
 from datamodules.splits import eval_seed
 from lightning_modules.classical.baselines import LABELS, select_baselines

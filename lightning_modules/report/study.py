@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from datamodules.io.images import ImageReadError
+from datamodules.io.pixels import ImageReadError
 from lightning_modules.classical.baselines import apply_baseline
 from lightning_modules.classical.stabilisers import Stabiliser, stabiliser_for
 from lightning_modules.nets.forward import run_network
