@@ -1,5 +1,9 @@
 """Networks, training, inference, classical baselines, reports, run bookkeeping and commands, one subpackage each.
 
+Layers, bottom to top (a module imports only from its own layer or the ones below it, and no imports
+form a cycle; ``tests/test_layers.py`` checks both): ``datamodules.io`` < ``datamodules`` < ``nets`` <
+``selfsup`` < ``runs`` < ``inference`` < ``classical`` < ``training`` < ``report`` < ``commands``.
+
 - :mod:`~lightning_modules.nets`: the network (``smp.Unet``), losses, metrics, checkpoints.
 - :mod:`~lightning_modules.selfsup`: self-supervised losses, noise level, fusion, intensity map (torch only).
 - :mod:`~lightning_modules.runs`: run folders, ``run_info.json``, resume, run lock, job status.
