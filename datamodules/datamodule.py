@@ -6,6 +6,7 @@ import multiprocessing
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import ListConfig
 from torch.utils.data import DataLoader, Dataset
 
@@ -172,19 +173,40 @@ class PairedDataModule(_DenoisingDataModule):
             then simulated afresh from the clean images every step; validation and test keep the real
             low-dose images.
         real_fraction: with ``train_noise``, the share of training samples that keep the real input.
+        train_subset: train on this many of the training pairs (the same ones for every run), e.g. to
+            measure what more data is worth at equal steps.
     """
 
-    def __init__(self, root: str, train_noise=None, real_fraction: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        train_noise=None,
+        real_fraction: float = 0.0,
+        train_subset: int | None = None,
+        **kwargs,
+    ) -> None:
         if root is None:
             raise DatasetLayoutError("data.root is not set: point it at a folder with train/, val/ and test/")
         super().__init__(root, **kwargs)
         self.train_noise = None if train_noise is None else check_noise_model(train_noise, "data.train_noise")
         self.real_fraction = check_fraction(real_fraction, "data.real_fraction")  # before the datasets are built
+        if train_subset is not None and (isinstance(train_subset, bool) or int(train_subset) < 1):
+            raise ValueError(f"data.train_subset must be a positive number of pairs (or null), got {train_subset!r}")
+        self.train_subset = None if train_subset is None else int(train_subset)
         self._pairs: dict[str, list] = {}
 
     def pairs(self, split: str):
         if split not in self._pairs:
-            self._pairs[split] = find_pairs(self.root / split)
+            pairs = find_pairs(self.root / split)
+            if split == "train" and self.train_subset is not None:
+                if self.train_subset > len(pairs):
+                    raise ValueError(
+                        f"data.train_subset={self.train_subset} is more than the {len(pairs)} pairs in {self.root / split}"
+                    )
+                # The same pairs for every run and seed: the subset is part of the data, not of the run.
+                keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))[: self.train_subset]
+                pairs = [pairs[i] for i in sorted(keep.tolist())]
+            self._pairs[split] = pairs
         return self._pairs[split]
 
     def _files(self, split: str) -> list[Path]:

@@ -86,7 +86,7 @@ def test_pretrained_stage_is_the_fifth_cycle_command_line():
     common = ["data.root=somewhere", "name=stage"]
     stage = _flat(compose_config("train", ["experiment=pretrained_stage", *common]))
     spelled = [
-        "experiment=pretrained",
+        "experiment=pretrained_cycle",
         "data/noise@data.train_noise=cxr_pairs",
         "init_weights=pretrained",
         "model.eval_margin=64",

@@ -35,6 +35,8 @@ ADDED_DEFAULTS = {
     "model.eval_margin": DEFAULT_EVAL_MARGIN,
     "data.patch_schedule": None,
     "data.bit_depth": "auto",
+    "data.train_subset": None,
+    "stages": None,
 }
 
 

@@ -36,6 +36,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "data.root": (PATH, NULL),
     "data.batch_size": (INT,),
     "data.patch_size": (INT, NULL),
+    "data.train_subset": (INT, NULL),
     "data.patches_per_image": (INT,),
     "data.augment": (BOOL,),
     "data.num_workers": (INT,),

@@ -36,6 +36,7 @@ from lightning_modules.training.distributed import check_distributed_launch, fin
 from lightning_modules.training.faults import AtomicCheckpointIO, check_free_space
 from lightning_modules.training.optim import check_optim_config
 from lightning_modules.training.self_supervised import build_module, prepare_training
+from lightning_modules.training.stages import train_stages
 
 
 def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
@@ -179,7 +180,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``scripts/test.py`` rebuilds from), ``run_info.json`` (fingerprints, versions, attempts),
     ``checkpoints/{best,last}.ckpt``, ``checkpoints/best_model.pth`` and the TensorBoard events.
     With ``resume=auto`` an unfinished run of the same command continues in its own folder.
+    A config with ``stages`` trains each stage as such a run (:mod:`lightning_modules.training.stages`).
     """
+    if cfg.get("stages"):
+        return train_stages(cfg, train)
     check_train_config(cfg)
     monitor = prepare_training(cfg)  # training=<method>: checked, and the metric that picks best.ckpt
     check_distributed_launch(cfg)
