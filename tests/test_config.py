@@ -8,6 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf, open_dict
 
+from lightning_modules.runs.schema import TRAIN_KEYS, check_types
+
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = [
     "data",
@@ -173,3 +175,29 @@ def test_default_is_the_physical_model_at_low_dose_with_group_norm():
     cfg = compose_config("train")
     assert cfg.data.noise._target_ == "datamodules.noise.PhysicalNoiseModel"
     assert cfg.data.dose == 0.05 and cfg.model.norm == "group" and cfg.model.residual
+
+
+CHECKED_ELSEWHERE = {"data._target_", "data.patch_schedule"}  # the class; datamodules/patch_schedule.py
+TYPED_PREFIXES = ("data.", "model.", "loss.", "optim.", "training.")
+
+
+@pytest.mark.parametrize("group", ["data", "model", "loss", "optim", "training", "experiment"])
+def test_the_type_table_knows_every_setting_of_every_option(group):
+    """runs/schema.py cannot drift from conf/: each setting a user can type is declared, and every
+    shipped default has its declared type (noise models check their own arguments)."""
+    for option in _options(group):
+        cfg = compose_config("train", [f"{group}={option}"])
+        leaves = {
+            key
+            for key in _flat(cfg)
+            if key.startswith(TYPED_PREFIXES) and not key.startswith(("data.noise.", "data.train_noise."))
+        }
+        undeclared = sorted(leaves - set(TRAIN_KEYS) - CHECKED_ELSEWHERE)
+        assert not undeclared, f"{group}={option}: add {undeclared} to TRAIN_KEYS"
+        check_types(cfg, TRAIN_KEYS)
+
+
+def test_the_type_table_names_the_key_of_a_wrong_list():
+    cfg = compose_config("train", ["optim.betas=[0.9,fast]"])
+    with pytest.raises(ValueError, match=r"optim.betas=\[0.9, 'fast'\] must be a list of numbers"):
+        check_types(cfg, TRAIN_KEYS)

@@ -37,6 +37,9 @@ ADDED_DEFAULTS = {
     "data.bit_depth": "auto",
     "data.train_subset": None,
     "stages": None,
+    "optim.step_epochs": 10,
+    "optim.gamma": 0.5,
+    "optim.patience": 5,
 }
 
 

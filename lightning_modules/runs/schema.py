@@ -12,13 +12,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-INT, FLOAT, BOOL, TEXT, INTS, NULL, PATH = "int", "float", "bool", "text", "ints", "null", "path"
+INT, FLOAT, BOOL, TEXT, INTS, FLOATS, NULL, PATH = "int", "float", "bool", "text", "ints", "floats", "null", "path"
 KIND_WORDS = {
     INT: "a whole number",
     FLOAT: "a number",
     BOOL: "true or false",
     TEXT: "text",
     INTS: "a list of whole numbers",
+    FLOATS: "a list of numbers",
     NULL: "null",
     PATH: "a path",
 }
@@ -46,9 +47,12 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "data.val_fraction": (FLOAT,),
     "data.test_fraction": (FLOAT,),
     "data.seed": (INT,),
+    "data.bit_depth": (INT, TEXT),  # auto or 1..16 (checked where images are read)
+    "data.dose": (FLOAT, FLOATS),
+    "data.real_fraction": (FLOAT,),
     "model.encoder_name": (TEXT,),
     "model.encoder_weights": (TEXT, NULL),
-    "model.residual": (BOOL, TEXT),  # false, true or affine (checked where the network is built)
+    "model.residual": (BOOL, TEXT),  # false, true, affine or lowpass (checked where the network is built)
     "model.decoder_attention_type": (TEXT, NULL),
     "model.decoder_channels": (INTS,),
     "model.norm": (TEXT,),
@@ -63,6 +67,10 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "optim.scheduler": (TEXT,),
     "optim.warmup_steps": (INT,),
     "optim.min_lr_ratio": (FLOAT,),
+    "optim.betas": (FLOATS,),
+    "optim.step_epochs": (INT,),
+    "optim.gamma": (FLOAT,),
+    "optim.patience": (INT,),
     "trainer.max_epochs": (INT, NULL),
     "trainer.max_steps": (INT,),
     "trainer.check_val_every_n_epoch": (INT, NULL),
@@ -78,6 +86,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "training.mask_grid": (INT,),
     "training.blind_radius": (INT,),
     "training.window_radius": (INT, NULL),
+    "training.fusion_window": (INT,),
     "training.alpha": (FLOAT,),
     "training.sigma": (FLOAT, TEXT),
     "training.intensity_map": (TEXT, NULL),
@@ -168,8 +177,9 @@ def _is(value: Any, kind: str) -> bool:
         return isinstance(value, str)
     if kind == PATH:  # a folder may be called 2024: Hydra hands that over as a number
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-    if kind == INTS:
-        return isinstance(value, (list, tuple, ListConfig)) and all(_is(v, INT) for v in value)
+    if kind in (INTS, FLOATS):
+        item = INT if kind == INTS else FLOAT
+        return isinstance(value, (list, tuple, ListConfig)) and all(_is(v, item) for v in value)
     raise ValueError(f"unknown kind {kind!r}")
 
 

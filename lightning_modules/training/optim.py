@@ -10,6 +10,7 @@ from torch import nn
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("none", "cosine", "step", "plateau")
+SCHEDULER_KEYS = {"step": ("step_epochs", "gamma"), "plateau": ("gamma", "patience")}  # defaults: conf/optim
 
 
 def check_optim_config(optim: dict[str, Any]) -> None:
@@ -24,6 +25,9 @@ def check_optim_config(optim: dict[str, Any]) -> None:
         raise ValueError(f"optim.scheduler={optim.get('scheduler')!r} is unknown; choose one of {SCHEDULERS}")
     if int(optim.get("warmup_steps", 0)) < 0:
         raise ValueError(f"optim.warmup_steps must be >= 0, got {optim.get('warmup_steps')}")
+    for key in SCHEDULER_KEYS.get(optim.get("scheduler", "none"), ()):
+        if key not in optim:
+            raise ValueError(f"optim.scheduler={optim['scheduler']} needs optim.{key} (conf/optim/adam.yaml)")
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):
@@ -39,8 +43,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):
 
 
 def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> dict[str, Any]:
-    """Lightning's ``configure_optimizers`` answer for ``optim`` (see ``conf/optim/*.yaml``)."""
-    check_optim_config(optim)
+    """Lightning's ``configure_optimizers`` answer for ``optim`` (checked by :func:`check_optim_config`)."""
     optimizer = OPTIMIZERS[optim["name"]](
         params,
         lr=float(optim["lr"]),
@@ -56,15 +59,15 @@ def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> di
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
     if name == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=int(optim.get("step_epochs", 10)), gamma=float(optim.get("gamma", 0.5))
+            optimizer, step_size=int(optim["step_epochs"]), gamma=float(optim["gamma"])
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
     # monitor/mode: set by the self-supervised config check to the run's selection metric
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode=str(optim.get("mode", "max")),
-        factor=float(optim.get("gamma", 0.5)),
-        patience=int(optim.get("patience", 5)),
+        factor=float(optim["gamma"]),
+        patience=int(optim["patience"]),
     )
     monitor = str(optim.get("monitor", "val/psnr"))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
