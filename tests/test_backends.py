@@ -205,6 +205,7 @@ def test_denoise_onnxruntime_writes_the_torch_image(checkpoint, torch_denoised):
     assert np.abs(_denoise(folder, checkpoint, backend) - reference).max() < 1e-3
 
 
+@pytest.mark.e2e  # scripts/benchmark.py in a fresh process
 def test_benchmark_runs_tiny_and_writes_its_table(tmp_path):
     """``scripts/benchmark.py`` as a user runs it, on tiny settings: the table is printed and written."""
     repo = Path(__file__).resolve().parents[1]

@@ -45,6 +45,7 @@ def _first_importer(modules: list[str], heavy: str) -> str | None:
     return None if last == "-" else last
 
 
+@pytest.mark.e2e  # fresh interpreters importing the whole package: half a minute
 def test_only_training_imports_lightning():
     modules = [
         m
@@ -57,6 +58,7 @@ def test_only_training_imports_lightning():
     )
 
 
+@pytest.mark.e2e
 def test_denoise_starts_without_smp_and_the_check_can_see_an_import():
     assert _first_importer(["lightning_modules.inference.denoise"], "segmentation_models_pytorch") is None
     modules = ["lightning_modules.inference.denoise", "lightning_modules.training.train"]
