@@ -167,7 +167,7 @@ def test_the_default_configs_network_runs_on_every_backend(tmp_path):
         predictor, taken = load_predictor(path, "cpu", choose_path(backend, "32", "cpu"), cache_dir=tmp_path)
         with torch.no_grad():
             torch.testing.assert_close(predictor(x), _reference(net, x), atol=1e-3, rtol=1e-3)
-        assert taken.bytes_per_pixel > 0 and taken.edge_margin == net.eval_margin
+        assert taken.bytes_per_pixel > 0 and taken.eval_margin == net.eval_margin
 
 
 def _denoise(folder, checkpoint, backend: str) -> np.ndarray:

@@ -102,4 +102,4 @@ def test_predictor_path_carries_the_checkpoints_margin(tmp_path):
     for hparams, expected in (({"encoder_name": "resnet18"}, DEFAULT_EVAL_MARGIN), ({"eval_margin": 0}, 0)):
         path = save_weights(tmp_path / f"net{expected}.pth", DenoisingUnet(**hparams), hparams)
         net, chosen = load_predictor(path, "cpu", choose_path("torch", "32", "cpu"))
-        assert chosen.edge_margin == expected and net.eval_margin == expected
+        assert chosen.eval_margin == expected and net.eval_margin == expected

@@ -78,11 +78,11 @@ def test_config_values():
     assert margin_for("auto", 384) == 128 and margin_for(10, 256) == 10
 
 
-def test_the_networks_edge_margin_counts_against_the_budget():
+def test_the_networks_eval_margin_counts_against_the_budget():
     # 100×70 with 32 px replicated on every side runs as 192×160 (multiples of 32)
-    assert plan_tiles(100, 70, 10**6, 384, edge_margin=32).network_mpix == pytest.approx(192 * 160 / 1e6)
+    assert plan_tiles(100, 70, 10**6, 384, eval_margin=32).network_mpix == pytest.approx(192 * 160 / 1e6)
     bare = plan_tiles(2048, 2048, 2048 * 2048, 384)
-    widened = plan_tiles(2048, 2048, 2048 * 2048, 384, edge_margin=32)
+    widened = plan_tiles(2048, 2048, 2048 * 2048, 384, eval_margin=32)
     assert bare.tiles == 1 and widened.tiles > 1  # the whole image fits the budget, its widened pass does not
     height, width = widened.tile
     assert (height + 64) * (width + 64) <= 2048 * 2048

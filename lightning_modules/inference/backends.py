@@ -67,7 +67,7 @@ class InferencePath:
     bf16: bool
     channels_last: bool
     note: str = ""
-    edge_margin: int = 0  # pixels the network replicates around every pass (its eval_margin); tile plans count them
+    eval_margin: int = 0  # pixels the network replicates around every pass; tile plans count them
     bytes_per_pixel: float = 0.0  # peak activation memory of one pass per input pixel (:func:`activation_bytes`)
 
     def describe(self) -> str:
@@ -192,7 +192,7 @@ def load_predictor(
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, InferencePath]:
     """The network of ``checkpoint`` ready to run along ``path``; returns it and the path with the
-    network's ``edge_margin`` and ``bytes_per_pixel`` filled in.
+    network's ``eval_margin`` and ``bytes_per_pixel`` filled in.
 
     ``cache_dir`` holds ONNX exports (default ``$XDG_CACHE_HOME/xray-denoise/onnx``).
     """
@@ -206,13 +206,13 @@ def load_predictor(
         net = keep_fp32(net)
     margin = eval_margin(hparams)
     per_pixel = activation_bytes(net, device, path.bf16, path.channels_last, margin)
-    path = replace(path, edge_margin=margin, bytes_per_pixel=per_pixel)
+    path = replace(path, eval_margin=margin, bytes_per_pixel=per_pixel)
     if path.backend == "onnxruntime":  # the graph holds the network; fusion and map run around it in torch
         from lightning_modules.inference.onnx import OnnxPredictor, cached_onnx
 
         network = repr({k: hparams.get(k) for k in ("encoder_name", "residual", "norm", "decoder_attention_type")})
         onnx_path, _ = cached_onnx(net, state_fingerprint(state, network), cache_dir)
-        net = OnnxPredictor(onnx_path, eval_margin=path.edge_margin)
+        net = OnnxPredictor(onnx_path, eval_margin=path.eval_margin)
     net = with_fusion(net, hparams.get(FUSION_KEY))  # N2V2: fused with the input
     net = with_intensity_map(net, hparams.get(MAP_KEY))  # self-supervised: to full dose
     if path.backend == "compile":

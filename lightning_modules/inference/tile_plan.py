@@ -78,17 +78,17 @@ def plan_tiles(
     tile: int | None = None,
     batch_size: int | None = None,
     align: int = ALIGN,
-    edge_margin: int = 0,
+    eval_margin: int = 0,
 ) -> TilePlan:
     """The tiling of a (height, width) image for ``max_pixels`` per forward pass.
 
     ``tile`` fixes the tile side (else: the whole image if it fits, else the fewest network pixels);
     ``batch_size`` fixes the tiles per pass (else: as many as fit ``max_pixels``, at least one).
-    ``edge_margin``: pixels the network adds on every side of each tile (they count against ``max_pixels``).
+    ``eval_margin``: pixels the network adds on every side of each tile (they count against ``max_pixels``).
     """
 
     def area(tile_h: int, tile_w: int) -> int:  # what one tile costs the network, padding included
-        return round_up(tile_h + 2 * edge_margin, align) * round_up(tile_w + 2 * edge_margin, align)
+        return round_up(tile_h + 2 * eval_margin, align) * round_up(tile_w + 2 * eval_margin, align)
 
     if tile is not None:
         best = tile_sides(tile, height, width, align)
@@ -160,5 +160,5 @@ def plan_for(
         overlap,
         tile=auto_or_int(tile, "tile"),
         batch_size=auto_or_int(batch_size, "batch_size"),
-        edge_margin=path.edge_margin,
+        eval_margin=path.eval_margin,
     )
