@@ -24,15 +24,27 @@ def find_resumable(cfg: DictConfig) -> Path | None:
         raise ValueError(f"resume={mode!r} is unknown; use auto or never")
     if mode == "never":
         return None
+    return _newest_run(cfg, completed=False, checkpoint="last")
+
+
+def find_completed(cfg: DictConfig) -> Path | None:
+    """The newest completed run of ``cfg.name`` with the same config fingerprint and a best.ckpt
+    (a finished stage of a recipe in stages, :mod:`lightning_modules.training.stages`)."""
+    return _newest_run(cfg, completed=True, checkpoint="best")
+
+
+def _newest_run(cfg: DictConfig, completed: bool, checkpoint: str) -> Path | None:
+    """The newest run under ``paths.log_dir/task_name`` of ``cfg.name`` with ``cfg``'s fingerprint, finished
+    or not as ``completed`` says, that holds the named ``checkpoint`` (best or last)."""
     fingerprints = config_fingerprints(cfg)
     for run_dir in reversed(find_runs(Path(cfg.paths.log_dir) / str(cfg.task_name))):
         info = read_run_info(run_dir)
         if (
             info is not None
-            and not info.get("completed")
+            and bool(info.get("completed")) == completed
             and info.get("name") == cfg.get("name")
             and info.get("config_fingerprint") in fingerprints
-            and (run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]).is_file()
+            and (run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS[checkpoint]).is_file()
         ):
             return run_dir
     return None

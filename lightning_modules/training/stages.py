@@ -20,9 +20,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.io.atomic import atomic_write_text
-from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS, find_runs
-from lightning_modules.runs.records import config_fingerprints, read_run_info
-from lightning_modules.runs.resume import checkpoint_progress
+from lightning_modules.runs.folders import CHECKPOINT_DIR, NAMED_CHECKPOINTS
+from lightning_modules.runs.resume import checkpoint_progress, find_completed
 
 STAGES_FILE = "stages.json"
 STAGE_DIR = "stages"
@@ -51,22 +50,6 @@ def stage_configs(cfg: DictConfig, run_dir: Path) -> list[tuple[str, DictConfig]
         merged.paths.output_dir = str(run_dir / STAGE_DIR / f"{k}_{stage}")
         configs.append((str(stage), merged))
     return configs
-
-
-def find_completed(cfg: DictConfig) -> Path | None:
-    """The newest completed run of ``cfg.name`` with the same config fingerprint and a best checkpoint."""
-    fingerprints = config_fingerprints(cfg)
-    for run_dir in reversed(find_runs(Path(cfg.paths.log_dir) / str(cfg.task_name))):
-        info = read_run_info(run_dir)
-        if (
-            info is not None
-            and info.get("completed")
-            and info.get("name") == cfg.get("name")
-            and info.get("config_fingerprint") in fingerprints
-            and (run_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["best"]).is_file()
-        ):
-            return run_dir
-    return None
 
 
 def train_stages(cfg: DictConfig, train_one: Callable[[DictConfig], dict[str, float]]) -> dict[str, float]:
