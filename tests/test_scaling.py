@@ -56,8 +56,8 @@ def test_two_process_cpu_ddp_trains_and_rank_zero_alone_writes_and_tests(tmp_pat
     assert len(info["attempts"]) == 1 and info["completed"]  # written once, by rank 0
     assert json.loads((run_dir / "job_status.json").read_text())["status"] == "COMPLETED"
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
-    assert "Test split (best checkpoint, 3 images)" in out  # every test image once, on one device
-    assert out.count("Test split") == 1
+    assert "test split, 3 images, best.ckpt" in out  # every test image once, on one device
+    assert out.count("test split, ") == 1
 
 
 def test_ddp_inside_a_multirun_is_refused_unless_the_ranks_start_another_way(monkeypatch):

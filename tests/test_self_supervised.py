@@ -351,11 +351,11 @@ def test_module_trains_on_low_images_alone_and_keeps_plain_hyper_parameters(opti
     hparams = torch.load(tmp_path / "hparams.pt", weights_only=True)  # plain values only
     assert hparams["training"]["method"] == training["method"] and hparams["intensity_map"] is None
     stored = {"gain": 2.0, "offset": -0.1, "split": "val", "images": 3}
-    module.on_load_checkpoint({"hyper_parameters": {**hparams, "intensity_map": stored}})  # as trainer.test does
+    module.on_load_checkpoint({"hyper_parameters": {**hparams, "intensity_map": stored}})  # as a resumed run does
     assert module.hparams["intensity_map"] == stored
     from lightning_modules.selfsup.intensity import apply_intensity_map
 
-    mapped = apply_intensity_map(torch.full((1, 1, 2, 2), 0.3), module.hparams["intensity_map"])  # as test_step maps
+    mapped = apply_intensity_map(torch.full((1, 1, 2, 2), 0.3), module.hparams["intensity_map"])  # as evaluate maps
     assert torch.allclose(mapped, torch.full((1, 1, 2, 2), 0.5))
 
 
@@ -379,7 +379,7 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
             "data.test_fraction=0.25",
             "callbacks.image_grid.num_images=1",
             "trainer.num_sanity_val_steps=0",
-            "test=false",  # the run's own test on noisy data (loss only) is covered by the e2e test below
+            "test=false",  # the run's own test on noisy data (skipped: no clean images) is covered by the e2e test below
         ],
     )
     from lightning_modules.training.train import train
@@ -446,7 +446,7 @@ def test_done_means_commands_train_evaluate_and_denoise(tmp_path):
         timeout=300,
     )
     assert train.returncode == 0, (train.stdout + train.stderr)[-3000:]
-    assert "Test split" not in train.stdout  # no clean test images: no table, only test/ssl_loss
+    assert "not tested" in train.stderr and "test split," not in train.stdout  # no clean test images, no table
     (run_dir,) = (logs / "train" / "runs").iterdir()
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert json.loads((run_dir / "job_status.json").read_text())["status"] == "COMPLETED"

@@ -61,10 +61,12 @@ def test_tensorboard_has_curves_lr_and_image_grid(trained_run):
 
 
 def test_test_script_finds_best_and_matches_scikit_image(trained_run):
-    run_dir, data, _ = trained_run
+    run_dir, data, metrics = trained_run
     cfg = compose_config("test", [f"paths.log_dir={run_dir.parents[2]}", "ckpt=best", "device=cpu"])
     summary = evaluate(cfg)
     assert Path(summary["checkpoint"]) == (run_dir / "checkpoints" / "best.ckpt").resolve()
+    for name in ("psnr", "ssim", "psnr_noisy"):  # the run's own test is this same evaluation
+        assert metrics[f"test/{name}"] == pytest.approx(summary["metrics"][name]["mean"], abs=1e-6), name
     results = run_dir / "results"
     rows = list(csv.DictReader((results / "metrics.csv").open()))
     assert [r["file"] for r in rows] == ["img_0.png", "img_1.png", "img_2.png"]

@@ -1,4 +1,5 @@
-"""``LitDenoiser``: the LightningModule that trains and evaluates :class:`DenoisingUnet`."""
+"""``LitDenoiser``: the LightningModule that trains and validates :class:`DenoisingUnet` (the test split is
+scored after training by :func:`lightning_modules.inference.evaluate.evaluate`, as ``scripts/test.py`` does)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lightning_modules.training.optim import build_optimizers, check_optim_confi
 
 
 class StageMetrics(nn.Module):
-    """Means over images of PSNR/SSIM/MSE for the model output and for the noisy input."""
+    """Validation means over images of PSNR/SSIM/MSE for the model output and for the noisy input."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,7 +75,6 @@ class LitDenoiser(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(**loss)
         self.val_metrics = StageMetrics()
-        self.test_metrics = StageMetrics()
         self.val_psnr_best = MaxMetric()
         self.val_psnr_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
 
@@ -98,15 +98,12 @@ class LitDenoiser(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=batch_size)
         return loss
 
-    def _eval_step(self, batch: dict[str, Any], stage: str, metrics: StageMetrics) -> dict[str, torch.Tensor]:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         pred = self(batch["low"]).float()
         loss = self.loss_fn(pred, batch["high"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(pred))
-        metrics.update(pred, batch["low"], batch["high"])
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(pred))
+        self.val_metrics.update(pred, batch["low"], batch["high"])
         return {"pred": pred.detach().clamp(0.0, 1.0)}
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._eval_step(batch, "val", self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute("val")
@@ -117,14 +114,6 @@ class LitDenoiser(L.LightningModule):
             self.val_psnr_best.update(values["val/psnr"])
             values["val/psnr_best"] = self.val_psnr_best.compute()
         self.log("val/psnr", values.pop("val/psnr"), prog_bar=True, sync_dist=True)
-        self.log_dict(values, sync_dist=True)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._eval_step(batch, "test", self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        values = self.test_metrics.compute("test")
-        self.test_metrics.reset()
         self.log_dict(values, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:

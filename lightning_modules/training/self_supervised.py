@@ -25,7 +25,7 @@ from lightning_modules.selfsup.config import (
     needs_noise_level,
 )
 from lightning_modules.selfsup.fusion import FUSION_KEY, fuse_at_noise_level
-from lightning_modules.selfsup.intensity import MAP_KEY, apply_intensity_map, fit_affine, image_moments, mapped_psnr
+from lightning_modules.selfsup.intensity import MAP_KEY, fit_affine, image_moments, mapped_psnr
 from lightning_modules.selfsup.losses import build_self_supervised_loss
 from lightning_modules.selfsup.noise_level import NoiseLevel, data_noise_level, lacks_dose
 from lightning_modules.training.module import LitDenoiser
@@ -71,12 +71,12 @@ class SelfSupervisedDenoiser(LitDenoiser):
             raise ValueError(f"training.method={training['method']} needs a resolved noise_level")
         window = fusion_window(training)
         self.hparams[FUSION_KEY] = {"window": window, "noise_level": training["noise_level"]} if window else None
-        self.val_ssl, self.test_ssl = MeanMetric(), MeanMetric()
+        self.val_ssl = MeanMetric()
         self.val_moments = CatMetric()
         self.psnr_mapped_best, self.ssl_loss_best = MaxMetric(), MinMetric()
         self.psnr_mapped_best.persistent(True)
         self.ssl_loss_best.persistent(True)
-        self._scored: set[str] = set()  # stages whose batches had clean images
+        self._scored = False  # whether this epoch's validation batches had clean images
 
     def _sigma(self, batch: dict[str, Any]) -> torch.Tensor | float | None:
         if self.noise_level is None or not getattr(self.ssl_loss, "needs_sigma", False):
@@ -95,32 +95,19 @@ class SelfSupervisedDenoiser(LitDenoiser):
         loss = self.ssl_loss(self, batch["low"], sigma=self._sigma(batch))
         return self._log_training_loss(loss, batch_idx, len(batch["low"]))
 
-    def _ssl_eval_step(self, batch: dict[str, Any], batch_idx: int, stage: str) -> dict[str, torch.Tensor]:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         low = batch["low"]
         generator = torch.Generator(device=low.device).manual_seed(EVAL_SEED + batch_idx)
-        ssl = self.ssl_loss(self, low, generator=generator, sigma=self._sigma(batch))
-        (self.val_ssl if stage == "val" else self.test_ssl).update(ssl, len(low))
+        self.val_ssl.update(self.ssl_loss(self, low, generator=generator, sigma=self._sigma(batch)), len(low))
         pred = self.denoise(low, batch.get("dose"))
         if "high" in batch:
-            self._scored.add(stage)
-            if stage == "val":
-                self.val_moments.update(image_moments(pred, batch["high"]))
-                self.val_metrics.update(pred, low, batch["high"])
-            else:
-                self.test_metrics.update(apply_intensity_map(pred, self.hparams.get(MAP_KEY)), low, batch["high"])
+            self._scored = True
+            self.val_moments.update(image_moments(pred, batch["high"]))
+            self.val_metrics.update(pred, low, batch["high"])
         return {"pred": pred.detach().clamp(0.0, 1.0)}
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._ssl_eval_step(batch, batch_idx, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._ssl_eval_step(batch, batch_idx, "test")
-
     def on_validation_epoch_start(self) -> None:
-        self._scored.discard("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._scored.discard("test")
+        self._scored = False
 
     def on_validation_epoch_end(self) -> None:
         sanity = self.trainer.sanity_checking
@@ -130,7 +117,7 @@ class SelfSupervisedDenoiser(LitDenoiser):
         if not sanity:
             self.ssl_loss_best.update(ssl)
         values["val/ssl_loss_best"] = ssl if sanity else self.ssl_loss_best.compute()
-        if "val" in self._scored:
+        if self._scored:
             super().on_validation_epoch_end()  # val/psnr, val/ssim, ... of the raw output, val/psnr_best
             moments = self.val_moments.compute()
             gain, offset = fit_affine(moments)
@@ -147,16 +134,8 @@ class SelfSupervisedDenoiser(LitDenoiser):
         self.val_moments.reset()
         self.log_dict(values, sync_dist=True)
 
-    def on_test_epoch_end(self) -> None:
-        values = {"test/ssl_loss": self.test_ssl.compute()}
-        self.test_ssl.reset()
-        if "test" in self._scored:
-            values.update(self.test_metrics.compute("test"))
-        self.test_metrics.reset()
-        self.log_dict(values, sync_dist=True)
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the map belongs to the weights it was fitted with: testing best.ckpt uses best.ckpt's map
+        # the map belongs to the weights it was fitted with: a resumed run continues with last.ckpt's map
         stored = checkpoint.get("hyper_parameters", {}).get(MAP_KEY)
         self.hparams[MAP_KEY] = dict(stored) if stored else None
 

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from rich.console import Console
 
 from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
 from datamodules.patch_schedule import check_step_budget, parse_patch_schedule
 from datamodules.preflight import decode_all
-from lightning_modules.inference.evaluate import metrics_table
+from lightning_modules.inference.evaluate import evaluate
 from lightning_modules.nets.checkpoints import load_weights_into
 from lightning_modules.nets.losses import LOSSES
 from lightning_modules.runs.folders import (
@@ -251,19 +249,7 @@ def _train_in(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and trainer.is_global_zero:
-        ckpt = best_checkpoint(trainer, monitor)
-        if ckpt:
-            _load_scored_weights(model, ckpt)
-        # One device, no callbacks: a distributed test would pad the split with repeated images
-        # (DistributedSampler), and a weight-averaging callback would load its raw weights
-        # ("current_model_state") over the averaged ones that validation scored.
-        results = _single_device_trainer(cfg, loggers).test(model, datamodule=datamodule, verbose=False)
-        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
-        metrics.update(test_metrics)
-        if "test/psnr" in test_metrics:  # data without clean images has only the self-supervised loss
-            means = {k.removeprefix("test/"): v for k, v in test_metrics.items()}
-            title = f"Test split ({'best' if ckpt else 'final'} checkpoint, {len(datamodule.dataset('test'))} images)"
-            Console().print(metrics_table(means, title=title))
+        metrics.update(test_checkpoint(cfg, datamodule, output_dir, best_checkpoint(trainer, monitor)))
     return metrics
 
 
@@ -294,22 +280,26 @@ def best_checkpoint(trainer: L.Trainer, monitor: str = "val/psnr") -> str | None
     return None
 
 
-def _load_scored_weights(model: L.LightningModule, ckpt: str | Path) -> None:
-    """The weights validation scored in ``ckpt`` (the averaged ones under ``callbacks=ema``), and for a
-    self-supervised model its intensity map."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model.on_load_checkpoint(checkpoint)
-    model.load_state_dict(checkpoint["state_dict"])
-
-
-def _single_device_trainer(cfg: DictConfig, loggers: list[Any]) -> L.Trainer:
-    return instantiate(
-        cfg.trainer,
-        devices=1,
-        num_nodes=1,
-        strategy="auto",
-        sync_batchnorm=False,
-        callbacks=[],
-        logger=loggers or False,
-        enable_progress_bar=False,
+def test_checkpoint(
+    cfg: DictConfig, datamodule: L.LightningDataModule, output_dir: Path, ckpt: str | None
+) -> dict[str, float]:
+    """Score ``ckpt`` (the last checkpoint when there is no best) on the test split with
+    :func:`~lightning_modules.inference.evaluate.evaluate`, the function ``scripts/test.py`` runs, so a
+    run's own test and a later ``test.py ckpt=best`` give the same numbers; ``test/<metric>`` means."""
+    if not getattr(datamodule, "has_targets", True):
+        print("test split: no full-dose images to score against; not tested", file=sys.stderr)
+        return {}
+    precision = "bf16" if "bf16" in str(cfg.trainer.get("precision")) else "32"
+    test_cfg = OmegaConf.create(
+        {
+            "ckpt": ckpt or str(output_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]),
+            "run": str(output_dir),
+            "split": "test",
+            "device": "auto",
+            "precision": precision,
+            "write_images": False,
+            "paths": OmegaConf.to_container(cfg.paths, resolve=True),
+        }
     )
+    summary = evaluate(test_cfg)
+    return {f"test/{name}": values["mean"] for name, values in summary["metrics"].items()}
