@@ -39,6 +39,24 @@ def test_pretrained_recipe_is_four_cumulative_stages_from_random_weights(tmp_pat
     assert total * 190 > 90_000  # about the shipped model's 107 000 steps, 190 a epoch on 3034 pairs
 
 
+def test_physical_recipe_chains_its_stages_from_the_pretrained_weights(tmp_path):
+    cfg = compose_config("train", ["experiment=physical", "data.root=somewhere"])
+    assert cfg.init_weights == "pretrained"  # the shipped cxr-pairs weights, committed: nothing out of git history
+    stages = {name: OmegaConf.to_container(c, resolve=True) for name, c in stage_configs(cfg, tmp_path / "run")}
+    assert list(stages) == ["family", "second_cycle", "low_noise"]
+    family, second, low_noise = stages.values()
+    assert family["optim"]["lr"] == 5e-4 and second["optim"]["lr"] == low_noise["optim"]["lr"] == 3e-4
+    assert family["data"]["dose"] == second["data"]["dose"] == [0.02, 1.0] and low_noise["data"]["dose"] == [0.02, 4.0]
+    assert second["data"]["noise"]["physical_share"] == 0.55 and low_noise["data"]["noise"]["physical_share"] == 0.5
+    assert low_noise["data"]["noise"]["correlated_share"] == family["data"]["noise"]["correlated_share"]
+    # one more stage from the shipped weights takes the last stage's settings
+    more = compose_config("train", ["experiment=physical_stage", "data.root=somewhere"])
+    assert more.stages is None and more.init_weights == "physical"
+    for group in ("data", "optim", "loss", "model"):
+        assert OmegaConf.to_container(more[group], resolve=True) == low_noise[group], group
+    assert more.trainer.max_epochs == low_noise["trainer"]["max_epochs"] and "ema" in more.callbacks
+
+
 def test_a_stage_may_not_set_where_it_writes(tmp_path):
     cfg = compose_config("train", ["experiment=pretrained", "data.root=x", "+stages.mse.paths.output_dir=y"])
     with pytest.raises(ValueError, match=r"stages.mse may not set stages, paths or name"):
