@@ -56,7 +56,7 @@ def test_tensorboard_has_curves_lr_and_image_grid(trained_run):
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss_step", "val/loss", "val/psnr", "val/ssim", "lr-AdamW"} <= scalars
+    assert {"train/loss_step", "val/loss", "val/psnr", "val/ssim", "lr-AdamW", "test/psnr", "test/ssim"} <= scalars
     assert "val/low_denoised_high" in events.Tags()["images"]
 
 

@@ -249,7 +249,11 @@ def _train_in(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and trainer.is_global_zero:
-        metrics.update(test_checkpoint(cfg, datamodule, output_dir, best_checkpoint(trainer, monitor)))
+        test_metrics = test_checkpoint(cfg, datamodule, output_dir, best_checkpoint(trainer, monitor))
+        for logger in loggers:  # beside the validation curves in TensorBoard
+            logger.log_metrics(test_metrics, step=trainer.global_step)
+            logger.save()
+        metrics.update(test_metrics)
     return metrics
 
 
