@@ -65,7 +65,7 @@ def test_neighbour_subsampler_takes_two_adjacent_different_pixels_of_every_cell(
 def test_neighbor2neighbor_loss_of_the_identity_is_the_gap_between_the_two_subimages():
     noisy = torch.rand(2, 1, 16, 16)
     generator = torch.Generator().manual_seed(3)
-    loss = Neighbor2NeighborLoss(gamma=2.0)(lambda x: x, noisy, generator=generator)
+    loss = Neighbor2NeighborLoss(regulariser_weight=2.0)(lambda x: x, noisy, generator=generator)
     first, second = neighbour_indices(noisy, torch.Generator().manual_seed(3))
     expected = torch.mean((subsample(noisy, first) - subsample(noisy, second)) ** 2)  # the regulariser is 0
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

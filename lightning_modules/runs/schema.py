@@ -82,7 +82,7 @@ TRAIN_KEYS: dict[str, tuple[str, ...]] = {
     "trainer.deterministic": (BOOL, TEXT),
     "trainer.enable_progress_bar": (BOOL,),
     "training.method": (TEXT,),
-    "training.gamma": (FLOAT,),
+    "training.regulariser_weight": (FLOAT,),
     "training.mask_grid": (INT,),
     "training.blind_radius": (INT,),
     "training.window_radius": (INT, NULL),

@@ -45,7 +45,7 @@ def check_training_config(training: dict[str, Any] | None) -> None:
     if training.get("intensity_map", "val") not in INTENSITY_MAPS:
         raise ValueError(f"training.intensity_map={training.get('intensity_map')!r}: use val or none")
     if method == "neighbor2neighbor":
-        _number(training, "gamma", 0.0)
+        _number(training, "regulariser_weight", 0.0)
     elif method == "n2v2":
         _number(training, "mask_grid", 2, integer=True)
         _number(training, "blind_radius", 0, integer=True)

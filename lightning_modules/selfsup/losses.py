@@ -29,13 +29,13 @@ class Neighbor2NeighborLoss(nn.Module):
     """Neighbor2Neighbor (Huang et al., CVPR 2021).
 
     Two half-size images ``g1(y)``, ``g2(y)`` from adjacent pixels of every 2×2 cell;
-    ``‖f(g1) − g2‖² + γ‖f(g1) − g2 − (g1(f(y)) − g2(f(y)))‖²``, where ``f(y)`` runs without gradients
+    ``‖f(g1) − g2‖² + w‖f(g1) − g2 − (g1(f(y)) − g2(f(y)))‖²``, where ``f(y)`` runs without gradients
     and the regulariser corrects for ``g1`` and ``g2`` sampling slightly different clean images.
     """
 
-    def __init__(self, gamma: float = 2.0) -> None:
+    def __init__(self, regulariser_weight: float = 2.0) -> None:
         super().__init__()
-        self.gamma = float(gamma)
+        self.regulariser_weight = float(regulariser_weight)
 
     def forward(self, net: Net, noisy: torch.Tensor, generator: torch.Generator | None = None, **_: Any):
         first, second = neighbour_indices(noisy, generator)
@@ -46,7 +46,7 @@ class Neighbor2NeighborLoss(nn.Module):
             gap = subsample(full, first) - subsample(full, second)
         reconstruction = torch.mean((out - g2) ** 2)
         regulariser = torch.mean((out - g2 - gap) ** 2)
-        return reconstruction + self.gamma * regulariser
+        return reconstruction + self.regulariser_weight * regulariser
 
 
 class BlindSpotLoss(nn.Module):
