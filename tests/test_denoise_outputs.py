@@ -128,12 +128,19 @@ def test_the_model_is_recorded_and_another_one_refuses_unless_overwrite(tmp_path
     assert _run(inputs, out)["images"] == 2
     record = json.loads((out / MODEL_RECORD).read_text())
     assert record["checkpoint"] == str(shipped) and record["sha256"] == _sha(shipped)
-    assert record["settings"] == {"tta": 1, "overlap": 16, "margin": 5, "precision": record["settings"]["precision"]}
+    assert record["settings"] == {
+        "tta": 1,
+        "overlap": 16,
+        "tile_margin": 5,
+        "precision": record["settings"]["precision"],
+    }
     first = _tree(out)
     with pytest.raises(ValueError) as caught:
         _run(inputs, out, f"ckpt={other}")
     message = str(caught.value)
-    assert message.startswith(f"output={out}: holds the outputs of {shipped} (sha256 {_sha(shipped)[:12]}, margin=5")
+    assert message.startswith(
+        f"output={out}: holds the outputs of {shipped} (sha256 {_sha(shipped)[:12]}, overlap=16, precision="
+    )
     assert f", not of {other.resolve()} (sha256 {_sha(other)[:12]}, " in message
     assert message.endswith("pass overwrite=true to redo them with this model, or choose another output folder")
     assert is_project_check(caught.value) and _tree(out) == first

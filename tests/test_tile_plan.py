@@ -7,11 +7,11 @@ import torch
 from lightning_modules.inference.backends import InferencePath, activation_bytes
 from lightning_modules.inference.tile_plan import (
     auto_or_int,
-    margin_for,
     pixel_budget,
     plan_for,
     plan_tiles,
     smallest_side,
+    tile_margin_for,
 )
 from lightning_modules.inference.tiling import tile_starts
 from lightning_modules.nets.unet import DenoisingUnet
@@ -75,7 +75,7 @@ def test_config_values():
     for bad in ("big", 0, -3, 1.5):
         with pytest.raises(ValueError, match="tile="):
             auto_or_int(bad, "tile")
-    assert margin_for("auto", 384) == 128 and margin_for(10, 256) == 10
+    assert tile_margin_for("auto", 384) == 128 and tile_margin_for(10, 256) == 10
 
 
 def test_the_networks_eval_margin_counts_against_the_budget():

@@ -102,5 +102,5 @@ def test_bad_tiling_settings_are_refused():
         sliding_window(torch.rand(64, 64), lambda x: x, tile=32, overlap=32)
     with pytest.raises(ValueError, match=r"\(H, W\) image"):
         sliding_window(torch.rand(1, 64, 64), lambda x: x)
-    with pytest.raises(ValueError, match="2 \\* margin < overlap"):
+    with pytest.raises(ValueError, match="2 \\* tile_margin < overlap"):
         sliding_window(torch.rand(600, 600), lambda x: x, tile=256, overlap=64, margin=32)

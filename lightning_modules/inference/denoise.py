@@ -31,7 +31,7 @@ from lightning_modules.inference.outputs import (  # noqa: F401 - find_inputs, p
     report_failures,
     write_or_disk_full,
 )
-from lightning_modules.inference.tile_plan import auto_or_int, margin_for, plan_for
+from lightning_modules.inference.tile_plan import auto_or_int, plan_for, tile_margin_for
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
 from lightning_modules.runs.schema import DENOISE_KEYS, check_types
@@ -48,7 +48,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(str(cfg.device))
     tile, batch_size = auto_or_int(cfg.tile, "tile"), auto_or_int(cfg.batch_size, "batch_size")
     overlap = int(cfg.overlap)
-    margin = margin_for(cfg.get("margin", "auto"), overlap)
+    margin = tile_margin_for(cfg.get("tile_margin", "auto"), overlap)
     check_settings(overlap, margin, batch_size or 1)
     path = choose_path(str(cfg.get("backend", "auto")), str(cfg.precision), device, bool(cfg.channels_last))
     output = Path(cfg.output).expanduser()
@@ -67,7 +67,7 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     ensure_writable_dir(output_dir, "output")
     tta = cfg.get("tta")
     views = 4 if tta is True else 1 if tta in (None, False, 0, 1) else int(tta)  # as with_tta reads it
-    settings = {"tta": views, "overlap": overlap, "margin": margin, "precision": "bf16" if path.bf16 else "32"}
+    settings = {"tta": views, "overlap": overlap, "tile_margin": margin, "precision": "bf16" if path.bf16 else "32"}
     since = claim_outputs(record_file, model_record(checkpoint, settings), bool(cfg.overwrite), output)
     net, path = load_predictor(checkpoint, device, path, batch_size=batch_size or 1)
     net = with_tta(net, cfg.get("tta"))

@@ -133,14 +133,14 @@ def auto_or_int(value: object, key: str) -> int | None:
     return number
 
 
-def margin_for(margin: object, overlap: int) -> int:
-    """``margin=auto`` is a third of the overlap (128 px at 384: both tiles' weights ramp over the middle third)."""
+def tile_margin_for(margin: object, overlap: int) -> int:
+    """``tile_margin=auto`` is a third of the overlap (128 px at 384: both tiles' weights ramp over the middle third)."""
     if margin is None or str(margin) == "auto":
         return overlap // 3
     try:
         return int(margin)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"margin={margin!r}: use auto or a whole number of pixels") from err
+        raise ValueError(f"tile_margin={margin!r}: use auto or a whole number of pixels") from err
 
 
 def plan_for(

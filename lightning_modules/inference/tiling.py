@@ -115,9 +115,11 @@ def _crop(image: torch.Tensor, y: int, x: int, tile_h: int, tile_w: int) -> torc
 
 def check_settings(overlap: int, margin: int, batch_size: int) -> None:
     if overlap < 0 or margin < 0:
-        raise ValueError(f"overlap and margin must be >= 0, got overlap={overlap}, margin={margin}")
+        raise ValueError(f"overlap and tile_margin must be >= 0, got overlap={overlap}, tile_margin={margin}")
     if overlap and 2 * margin >= overlap:
-        raise ValueError(f"need 2 * margin < overlap (the blend needs pixels), got margin={margin}, overlap={overlap}")
+        raise ValueError(
+            f"need 2 * tile_margin < overlap (the blend needs pixels), got tile_margin={margin}, overlap={overlap}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 

@@ -101,7 +101,7 @@ DENOISE_KEYS: dict[str, tuple[str, ...]] = {
     "memory_gb": (FLOAT,),
     "tile": (INT, TEXT),  # auto or pixels (auto_or_int names the key for other text)
     "overlap": (INT,),
-    "margin": (INT, TEXT),
+    "tile_margin": (INT, TEXT),
     "batch_size": (INT, TEXT),
     "backend": (TEXT,),
     "precision": (TEXT, INT),
