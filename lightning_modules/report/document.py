@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html as html_text
 import platform
 import sys
 from collections.abc import Sequence
@@ -60,15 +61,11 @@ def write_document(markdown: str, md_path: str | Path, title: str, html: bool = 
             return written
         body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
         page = (
-            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_escape(title)}</title>\n'
+            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html_text.escape(title, quote=False)}</title>\n'
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
         )
         written.append(atomic_write_text(md_path.with_suffix(".html"), page))
     return written
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def software_versions() -> dict[str, str]:

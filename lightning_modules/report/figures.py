@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from datamodules.io.atomic import atomic_write
 from lightning_modules.classical.baselines import LABELS
+from lightning_modules.report.markdown import TITLES
 from lightning_modules.report.stats import DoseEquivalent
 
 STYLE = {
@@ -20,11 +22,13 @@ STYLE = {
     "bm3d": {"color": "tab:green", "marker": "D"},
     "model": {"color": "tab:red", "marker": "^", "linewidth": 2.2, "markersize": 8},
 }
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE"}
 DPI = 110
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, title: str = "", fontsize: float = 11) -> Path:
+    """Write ``fig`` as a PNG, with ``title`` above it when given."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
 
 
@@ -53,17 +57,15 @@ def plot_dose_curves(
     fig = Figure(figsize=(12.5, 5.0), layout="constrained")
     axes = fig.subplots(1, 2)
     study_doses = sorted({d for by_method in curves.values() for c in by_method.values() for d in c.doses})
-    ref_doses = reference["psnr"][0] if "psnr" in reference else study_doses
+    ref_doses = reference["psnr"][0]
     lo, hi = min(study_doses + list(ref_doses)), max(study_doses + list(ref_doses))
     for ax, metric in zip(axes, ("psnr", "ssim")):
-        if metric in reference:
-            doses, means = reference[metric]
-            ax.plot(
-                doses, means, color="0.7", linewidth=1.2, marker=".", zorder=1, label="noisy input, reference curve"
-            )
+        ax.plot(
+            *reference[metric], color="0.7", linewidth=1.2, marker=".", zorder=1, label="noisy input, reference curve"
+        )
         for method, curve in curves[metric].items():
             style = dict(STYLE.get(method, {"marker": "o"}))
-            if method == "noisy" and metric in reference:
+            if method == "noisy":
                 style["linestyle"] = "none"  # the reference curve is its line
             err = [np.subtract(curve.mean, curve.low), np.subtract(curve.high, curve.mean)]
             ax.errorbar(
@@ -75,9 +77,9 @@ def plot_dose_curves(
         ax.set_xticklabels([f"{d:g}" for d in ax.get_xticks()])
         ax.minorticks_off()
         ax.set_xlabel("dose (fraction of full dose, log scale)")
-        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_ylabel(TITLES[metric])
         ax.grid(True, which="major", alpha=0.3)
-    _draw_equivalents(axes[0], curves["psnr"].get("model"), equivalents, hi * 1.4)
+    _draw_equivalents(axes[0], curves["psnr"]["model"], equivalents, hi * 1.4)
     axes[0].legend(loc="lower right", fontsize=9)
     axes[0].set_title(
         "PSNR vs dose (error bars: 95 % CI)\ndotted: to the dose where the noisy input has the model's PSNR;"
@@ -85,33 +87,19 @@ def plot_dose_curves(
         fontsize=9.5,
     )
     axes[1].set_title("SSIM vs dose (error bars: 95 % CI)", fontsize=9.5)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return save_figure(fig, path)
+    return save_figure(fig, path, title)
 
 
-def _draw_equivalents(ax, model: Curve | None, equivalents: dict[float, DoseEquivalent], right_edge: float) -> None:
-    if model is None:
-        return
+def _draw_equivalents(ax, model: Curve, equivalents: dict[float, DoseEquivalent], right_edge: float) -> None:
+    bbox = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+    text = {"textcoords": "offset points", "xytext": (0, -17), "ha": "center", "fontsize": 8, "color": "tab:red"}
     for dose, value in zip(model.doses, model.mean):
-        match = equivalents.get(dose)
-        if match is None:
-            continue
+        match = equivalents[dose]
         end = min(match.dose, right_edge)
         ax.plot([dose, end], [value, value], linestyle=":", color="tab:red", linewidth=1.2, zorder=2)
         ax.plot([end], [value], marker="|", markersize=10, color="tab:red", zorder=2)
         label = f"×{match.dose / dose:.2g}" if not match.extrapolated else f"{match.relation}×{match.bound / dose:.2g}"
-        ax.annotate(
-            label,
-            (dose, value),
-            textcoords="offset points",
-            xytext=(0, -17),
-            ha="center",
-            fontsize=8,
-            color="tab:red",
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
-            zorder=4,
-        )
+        ax.annotate(label, (dose, value), bbox=bbox, zorder=4, **text)
 
 
 @dataclass(frozen=True)
@@ -175,12 +163,9 @@ def plot_flat_crops(case: PanelCase, methods: Sequence[str], path: str | Path, s
             heading += f"\nstd of error {float(np.std(crop - reference)):.4f}"
         ax.imshow(crop, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(heading, fontsize=8.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     axes[0].set_ylabel(f"{case.name}\n{size}×{size} at ({left}, {top})", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(fig, path, title, fontsize=10)
 
 
 def plot_panels(cases: Sequence[PanelCase], methods: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -194,7 +179,6 @@ def plot_panels(cases: Sequence[PanelCase], methods: Sequence[str], path: str | 
     vmax = max(float(np.percentile(d, 99.5)) for d in diffs) or 1e-3
     fig = Figure(figsize=(2.2 * len(columns) + 0.8, 4.6 * len(cases) + 0.4), layout="constrained")
     axes = fig.subplots(2 * len(cases), len(columns), squeeze=False)
-    shown = None
     for row, (case, diff) in enumerate(zip(cases, diffs)):
         height, width = diff.shape
         size = max(16, min(height, width) // 4)
@@ -209,24 +193,15 @@ def plot_panels(cases: Sequence[PanelCase], methods: Sequence[str], path: str | 
                 heading = LABELS.get(column, column)
                 if column in case.metrics:
                     heading += f"\n{case.metrics[column]['psnr']:.2f} dB, SSIM {case.metrics[column]['ssim']:.3f}"
-            drawn = full.imshow(image, interpolation="nearest", **kwargs)
-            if column == "error":
-                shown = drawn
+            shown = full.imshow(image, interpolation="nearest", **kwargs)  # the last: the error map, for the colour bar
             zoom.imshow(image[top : top + size, left : left + size], interpolation="nearest", **kwargs)
-            full.add_patch(_box(left, top, size))
+            full.add_patch(
+                Rectangle((left - 0.5, top - 0.5), size, size, fill=False, edgecolor="yellow", linewidth=1.2)
+            )
             full.set_title(heading, fontsize=8.5)
-            for ax in (full, zoom):
-                ax.set_xticks([])
-                ax.set_yticks([])
+            full.set(xticks=[], yticks=[])
+            zoom.set(xticks=[], yticks=[])
         axes[2 * row, 0].set_ylabel(f"{case.label}\n{case.name}", fontsize=9)
         axes[2 * row + 1, 0].set_ylabel(f"zoom {size}×{size}\nat ({left}, {top})", fontsize=8)
     fig.colorbar(shown, ax=axes[:, -1], shrink=min(0.6, 1.5 / len(cases)), label="absolute error of the model")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return save_figure(fig, path)
-
-
-def _box(left: int, top: int, size: int):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((left - 0.5, top - 0.5), size, size, fill=False, edgecolor="yellow", linewidth=1.2)
+    return save_figure(fig, path, title)

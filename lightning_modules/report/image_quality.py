@@ -61,12 +61,6 @@ def frequency_grid(shape: tuple[int, int], pixel: float = 1.0) -> tuple[np.ndarr
     return np.meshgrid(fy, fx, indexing="ij")
 
 
-def nps_integral(nps: np.ndarray, pixel: float = 1.0) -> float:
-    """``∫∫ NPS du dv``: the noise variance the spectrum holds."""
-    rows, cols = nps.shape
-    return float(nps.sum() / (rows * pixel * cols * pixel))
-
-
 def radial_average(nps: np.ndarray, pixel: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The NPS averaged over rings of width ``1/(N·pixel)`` around DC, out to the Nyquist frequency;
     returns (ring centre frequencies, mean NPS in each ring). DC itself is left out."""
@@ -89,11 +83,6 @@ def mean_frequency(nps: np.ndarray, pixel: float = 1.0) -> float:
     return float((np.hypot(fy, fx) * nps).sum() / total) if total > 0 else math.nan
 
 
-def peak_frequency(frequencies: np.ndarray, radial: np.ndarray) -> float:
-    """The frequency of the radial NPS's maximum."""
-    return float(frequencies[int(np.argmax(radial))])
-
-
 @dataclass(frozen=True)
 class NoiseSpectrum:
     """One NPS: the radial profile, the noise variance (its integral) and the texture frequencies."""
@@ -110,12 +99,13 @@ class NoiseSpectrum:
 
 
 def noise_spectrum(rois: np.ndarray, pixel: float = 1.0, order: int = 0) -> NoiseSpectrum:
-    """:func:`nps_2d` of ``rois`` summarised: radial average, variance, mean and peak frequency."""
+    """:func:`nps_2d` of ``rois`` summarised: radial average, variance (``∫∫ NPS du dv``), mean frequency and
+    the frequency of the radial NPS's maximum."""
     nps = nps_2d(rois, pixel, order)
     frequencies, radial = radial_average(nps, pixel)
-    return NoiseSpectrum(
-        frequencies, radial, nps_integral(nps, pixel), mean_frequency(nps, pixel), peak_frequency(frequencies, radial)
-    )
+    variance = float(nps.sum() / (nps.shape[0] * pixel * nps.shape[1] * pixel))
+    peak = float(frequencies[int(np.argmax(radial))])
+    return NoiseSpectrum(frequencies, radial, variance, mean_frequency(nps, pixel), peak)
 
 
 def tile_rois(image: np.ndarray, size: int, margin: int = 0, overlap: float = 0.5) -> np.ndarray:
@@ -254,12 +244,6 @@ def laguerre_gauss_channels(size: int, width: float, count: int = 6) -> np.ndarr
     return np.stack([c.ravel() for c in channels])
 
 
-def channel_outputs(rois: np.ndarray, channels: np.ndarray) -> np.ndarray:
-    """Each ROI (n, N, N) projected on each channel (count, N²): (n, count)."""
-    rois = np.asarray(rois, dtype=np.float64)
-    return rois.reshape(len(rois), -1) @ channels.T
-
-
 def hotelling_template(present: np.ndarray, absent: np.ndarray) -> np.ndarray:
     """The Hotelling template in channel space, ``w = S⁻¹ (v̄₊ − v̄₋)`` with ``S`` the mean of the two
     classes' channel covariances (pseudo-inverse when it is singular), scaled to ``wᵀSw = 1`` so the
@@ -279,7 +263,8 @@ def cho_ratings(
     pairs and applied to that fold's (hold-out, so no resubstitution bias); the ratings of all folds
     are returned, in pair order.
     """
-    v_present, v_absent = channel_outputs(present, channels), channel_outputs(absent, channels)
+    # each ROI (n, N, N) projected on each channel (count, N²): (n, count)
+    v_present, v_absent = (np.asarray(r, dtype=np.float64).reshape(len(r), -1) @ channels.T for r in (present, absent))
     t_present, t_absent = np.empty(len(present)), np.empty(len(absent))
     everything = np.arange(len(present))
     for test in folds:

@@ -23,7 +23,10 @@ def _dose_axes(count: int, height: float = 3.4) -> tuple[Figure, np.ndarray]:
     columns = min(count, 3)
     rows = math.ceil(count / columns)
     fig = Figure(figsize=(4.3 * columns, height * rows), layout="constrained")
-    return fig, np.atleast_1d(fig.subplots(rows, columns, squeeze=False).ravel())
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
 
 
 def plot_nps(result: ImageQuality, path: str | Path) -> Path:
@@ -42,14 +45,11 @@ def plot_nps(result: ImageQuality, path: str | Path) -> Path:
         ax.set_ylabel("NPS (intensity² · pixel²)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7.5)
-    for ax in axes[len(doses) :]:
-        ax.set_visible(False)
-    fig.suptitle(
+    title = (
         f"Noise power spectrum of flat fields at intensity {result.settings.nps_level:g} (radial average); "
-        "σ = noise std (the NPS integral)",
-        fontsize=10.5,
+        "σ = noise std (the NPS integral)"
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, title, fontsize=10.5)
 
 
 def plot_mtf(result: ImageQuality, path: str | Path) -> Path:
@@ -73,12 +73,11 @@ def plot_mtf(result: ImageQuality, path: str | Path) -> Path:
             if col == 0:
                 ax.set_ylabel("MTF / TTF")
     axes[0, 0].legend(fontsize=7.5)
-    fig.suptitle(
+    title = (
         f"Slanted-edge MTF (TTF for the denoisers): edge at {result.settings.edge_angle:g}°, phantom blur "
-        f"σ = {result.settings.edge_blur:g} px, mean of {result.settings.edge_realisations} noise draws",
-        fontsize=10.5,
+        f"σ = {result.settings.edge_blur:g} px, mean of {result.settings.edge_realisations} noise draws"
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, title, fontsize=10.5)
 
 
 def plot_detectability(result: ImageQuality, path: str | Path) -> Path:
@@ -110,11 +109,8 @@ def plot_detectability(result: ImageQuality, path: str | Path) -> Path:
         ax.set_ylabel("CHO d′")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7.5)
-    for ax in axes[len(conditions) :]:
-        ax.set_visible(False)
-    fig.suptitle(
+    title = (
         f"Low-contrast detectability: channelized Hotelling observer ({result.settings.channels} Laguerre–Gauss "
-        f"channels), {result.rois} ROI pairs from {len(result.backgrounds)} radiographs; bars: bootstrap 95 %",
-        fontsize=10.5,
+        f"channels), {result.rois} ROI pairs from {len(result.backgrounds)} radiographs; bars: bootstrap 95 %"
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, title, fontsize=10.5)

@@ -20,6 +20,8 @@ from lightning_modules.report.image_quality_figures import plot_detectability, p
 from lightning_modules.report.image_quality_study import (
     NOISY,
     Background,
+    Detection,
+    EdgeResult,
     ImageQuality,
     Method,
     Settings,
@@ -55,46 +57,31 @@ def settings_from_config(node: DictConfig | None, report_doses: Sequence[float])
         if key not in known:
             raise ValueError(f"image_quality.{key} is unknown")
         flat[key] = value
-    for key, value in flat.items():
-        if isinstance(value, list):
-            flat[key] = tuple(float(v) for v in value)
-    return Settings(**flat)
-
-
-def baseline_method(name: str, noise: Any) -> Method:
-    """A classical baseline on each image of a batch, inside the noise model's stabilising transform."""
-
-    def run(noisy: np.ndarray, dose: float) -> np.ndarray:
-        stabiliser = stabiliser_for(noise, dose)
-        return np.stack([apply_baseline(name, image.astype(np.float32), stabiliser) for image in noisy])
-
-    return run
-
-
-def network_method(predict: Callable[[torch.Tensor], torch.Tensor]) -> Method:
-    """The report's network (``DoseStudy.predict``: fusion, intensity map, TTA as the report runs it)."""
-
-    def run(noisy: np.ndarray, dose: float) -> np.ndarray:
-        batch = torch.from_numpy(noisy.astype(np.float32))[:, None]
-        return predict(batch)[:, 0].numpy()
-
-    return run
+    # YAML lists become tuples of floats, as the sequence fields of Settings are typed
+    return Settings(**{k: tuple(float(v) for v in x) if isinstance(x, list) else x for k, x in flat.items()})
 
 
 def build_methods(
     baselines: Sequence[str], noise: Any, predict: Callable[[torch.Tensor], torch.Tensor]
 ) -> dict[str, Method]:
-    methods: dict[str, Method] = {NOISY: lambda noisy, dose: noisy}
-    methods.update({name: baseline_method(name, noise) for name in baselines})
-    methods["model"] = network_method(predict)
-    return methods
+    """The noisy input, each classical baseline (inside the noise model's stabilising transform) and the
+    report's network (``DoseStudy.predict``: fusion, intensity map, TTA as the report runs it)."""
+
+    def baseline(name: str) -> Method:
+        return lambda noisy, dose: np.stack(
+            [apply_baseline(name, image.astype(np.float32), stabiliser_for(noise, dose)) for image in noisy]
+        )
+
+    def network(noisy: np.ndarray, dose: float) -> np.ndarray:
+        return predict(torch.from_numpy(noisy.astype(np.float32))[:, None])[:, 0].numpy()
+
+    return {NOISY: lambda noisy, dose: noisy, **{name: baseline(name) for name in baselines}, "model": network}
 
 
 def load_backgrounds(images: Sequence[EvalImage], settings: Settings) -> list[Background]:
     """``settings.images`` clean radiographs evenly spaced over the split, with their ROI grids."""
-    chosen = subset(list(images), settings.images)
     backgrounds = []
-    for image in chosen:
+    for image in subset(list(images), settings.images):
         clean = image.load(image.clean)[0].numpy().astype(np.float64)
         backgrounds.append(Background(image.name, clean, roi_corners(clean, settings.roi_size, settings.roi_levels)))
     return backgrounds
@@ -111,49 +98,35 @@ def table_rows(result: ImageQuality, psnr_metrics: dict | None) -> list[dict[str
     """One CSV row per method, dose, measure and condition (value with its 95 % interval when known)."""
     rows: list[dict[str, Any]] = []
 
-    def add(
-        method: str,
-        dose: Any,
-        measure: str,
-        condition: str,
-        value: float,
-        ci: tuple[float, float] | None = None,
-        relation: str = "",
-    ):
-        low, high = ci if ci is not None else ("", "")
+    def add(method: str, dose: Any, measure: str, condition: str, value: float, ci=("", ""), relation: str = ""):
         key = f"{dose:g}" if isinstance(dose, float) else dose
-        rows.append(dict(zip(CSV_COLUMNS, [method, key, measure, condition, value, low, high, relation])))
+        rows.append(dict(zip(CSV_COLUMNS, [method, key, measure, condition, value, *ci, relation])))
 
+    flat = f"flat {result.settings.nps_level:g}"
     for dose, by_method in result.nps.items():
         for method, spectrum in by_method.items():
-            add(method, dose, "noise_std", f"flat {result.settings.nps_level:g}", spectrum.std)
-            add(method, dose, "nps_mean_frequency", f"flat {result.settings.nps_level:g}", spectrum.mean_frequency)
-            add(method, dose, "nps_peak_frequency", f"flat {result.settings.nps_level:g}", spectrum.peak_frequency)
+            add(method, dose, "noise_std", flat, spectrum.std)
+            add(method, dose, "nps_mean_frequency", flat, spectrum.mean_frequency)
+            add(method, dose, "nps_peak_frequency", flat, spectrum.peak_frequency)
     for step, by_dose in result.mtf.items():
-        add("phantom", "", "mtf50", f"edge step {step:g}", by_dose["phantom"].mtf50)
+        edge_step = f"edge step {step:g}"
+        add("phantom", "", "mtf50", edge_step, by_dose["phantom"].mtf50)
         for dose in (d for d in by_dose if d != "phantom"):
             for method, edge in by_dose[dose].items():
-                add(method, dose, "mtf50", f"edge step {step:g}", edge.mtf50)
-                add(method, dose, "mtf10", f"edge step {step:g}", edge.mtf10)
+                add(method, dose, "mtf50", edge_step, edge.mtf50)
+                add(method, dose, "mtf10", edge_step, edge.mtf10)
     for condition, by_dose in result.detection.items():
+        disc = _condition(condition)
         for dose, by_method in by_dose.items():
             for method, found in by_method.items():
-                add(method, dose, "auc", _condition(condition), found.auc, found.auc_ci)
-                add(method, dose, "d_prime", _condition(condition), found.d_prime, found.d_prime_ci)
+                add(method, dose, "auc", disc, found.auc, found.auc_ci)
+                add(method, dose, "d_prime", disc, found.d_prime, found.d_prime_ci)
         for method, equal in result.equal_detectability[condition].items():
-            add(
-                method,
-                "",
-                "dose_equal_d_prime",
-                _condition(condition),
-                equal.dose,
-                (equal.low, equal.high),
-                equal.relation,
-            )
+            add(method, "", "dose_equal_d_prime", disc, equal.dose, (equal.low, equal.high), equal.relation)
     for method in result.methods:
         found = dose_at_equal_psnr(psnr_metrics, method) if psnr_metrics else None
         if found is not None:
-            add(method, "", "dose_equal_psnr", "report images", found[0], None, found[1])
+            add(method, "", "dose_equal_psnr", "report images", found.dose, relation=found.relation)
     return rows
 
 
@@ -161,42 +134,33 @@ def _f(value: float, digits: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
+def _mtf_cells(edges: list[EdgeResult]) -> list[str]:
+    return [_f(e.mtf50) for e in edges] + [_f(e.mtf10) for e in edges]
+
+
 def noise_resolution_table(result: ImageQuality) -> str:
     steps = list(result.mtf)
     header = ["method", "dose", "noise σ", "NPS mean freq.", "NPS peak freq."]
-    header += [f"MTF50 (step {s:g})" for s in steps] + [f"MTF10 (step {s:g})" for s in steps]
-    rows = []
-    for dose in result.nps:
+    header += [f"MTF{k} (step {s:g})" for k in (50, 10) for s in steps]
+    rows = [["phantom (no noise)", "–", "0", "–", "–", *_mtf_cells([result.mtf[s]["phantom"] for s in steps])]]
+    for dose, by_method in result.nps.items():
         for method in result.methods:
-            spectrum = result.nps[dose][method]
-            row = [
-                LABELS.get(method, method),
-                f"{dose:g}",
-                f"{spectrum.std:.4f}",
-                _f(spectrum.mean_frequency),
-                _f(spectrum.peak_frequency),
-            ]
-            row += [_f(result.mtf[s][dose][method].mtf50) for s in steps]
-            row += [_f(result.mtf[s][dose][method].mtf10) for s in steps]
-            rows.append(row)
-    phantom = ["phantom (no noise)", "–", "0", "–", "–"]
-    phantom += [_f(result.mtf[s]["phantom"].mtf50) for s in steps] + [_f(result.mtf[s]["phantom"].mtf10) for s in steps]
-    return markdown_table(header, [phantom, *rows])
+            spectrum = by_method[method]
+            row = [LABELS.get(method, method), f"{dose:g}", f"{spectrum.std:.4f}"]
+            row += [_f(spectrum.mean_frequency), _f(spectrum.peak_frequency)]
+            rows.append(row + _mtf_cells([result.mtf[s][dose][method] for s in steps]))
+    return markdown_table(header, rows)
+
+
+def _detection_cell(found: Detection) -> str:
+    (d_low, d_high), (a_low, a_high) = found.d_prime_ci, found.auc_ci
+    return f"{found.d_prime:.2f} [{d_low:.2f}, {d_high:.2f}]; AUC {found.auc:.3f} [{a_low:.3f}, {a_high:.3f}]"
 
 
 def detectability_table(result: ImageQuality, condition: tuple[float, float]) -> str:
     by_dose = result.detection[condition]
     doses = sorted(by_dose, reverse=True)
-    rows = []
-    for method in result.methods:
-        cells = []
-        for dose in doses:
-            found = by_dose[dose][method]
-            cells.append(
-                f"{found.d_prime:.2f} [{found.d_prime_ci[0]:.2f}, {found.d_prime_ci[1]:.2f}]; AUC {found.auc:.3f} "
-                f"[{found.auc_ci[0]:.3f}, {found.auc_ci[1]:.3f}]"
-            )
-        rows.append([LABELS.get(method, method), *cells])
+    rows = [[LABELS.get(m, m), *(_detection_cell(by_dose[d][m]) for d in doses)] for m in result.methods]
     return markdown_table(["method \\ dose", *[f"{d:g}" for d in doses]], rows)
 
 
@@ -208,7 +172,7 @@ def equal_dose_table(result: ImageQuality, psnr_metrics: dict | None) -> str:
         row = [LABELS.get(method, method)]
         row += [result.equal_detectability[c][method].text() for c in conditions]
         found = dose_at_equal_psnr(psnr_metrics, method) if psnr_metrics else None
-        row.append("–" if found is None else (f"{found[0]:.3g}" if found[1] == "=" else f"{found[1]} {found[0]:.3g}"))
+        row.append("–" if found is None else found.text())
         rows.append(row)
     return markdown_table(header, rows)
 
@@ -261,37 +225,6 @@ def markdown_section(result: ImageQuality, psnr_metrics: dict | None, figures: d
     return lines
 
 
-def summary_of(result: ImageQuality, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What ``summary.json`` holds of the section: settings, the table rows, timings."""
-    settings = {k: getattr(result.settings, k) for k in result.settings.__dataclass_fields__}
-    return {
-        "settings": settings,
-        "rois": result.rois,
-        "backgrounds": result.backgrounds,
-        "rows": rows,
-        "seconds": result.seconds,
-    }
-
-
-def write_image_quality(
-    result: ImageQuality, psnr_metrics: dict | None, out_dir: Path
-) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Figures, ``image_quality.csv`` and ``image_quality.md``; returns (summary, figures, Markdown lines)."""
-    figures = {
-        "nps": "figures/nps.png",
-        "mtf": "figures/mtf.png",
-        "detectability": "figures/detectability.png",
-    }
-    plot_nps(result, out_dir / figures["nps"])
-    plot_mtf(result, out_dir / figures["mtf"])
-    plot_detectability(result, out_dir / figures["detectability"])
-    rows = table_rows(result, psnr_metrics)
-    atomic_write_csv(out_dir / "image_quality.csv", rows, CSV_COLUMNS)
-    lines = markdown_section(result, psnr_metrics, figures)
-    atomic_write_text(out_dir / "image_quality.md", "\n".join(lines) + "\n")
-    return summary_of(result, rows), figures, lines
-
-
 def run_section(
     settings: Settings,
     noise: Any,
@@ -301,7 +234,23 @@ def run_section(
     psnr_metrics: dict | None,
     out_dir: Path,
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Measure and write the section (see :func:`write_image_quality`)."""
+    """Measure the section and write its figures, ``image_quality.csv`` and ``image_quality.md``; returns
+    (what ``summary.json`` holds of it: settings, table rows, timings; the figures; the Markdown lines)."""
     methods = build_methods(baselines, noise, predict)
     result = measure_image_quality(settings, noise, methods, load_backgrounds(images, settings))
-    return write_image_quality(result, psnr_metrics, out_dir)
+    figures = {name: f"figures/{name}.png" for name in ("nps", "mtf", "detectability")}
+    plot_nps(result, out_dir / figures["nps"])
+    plot_mtf(result, out_dir / figures["mtf"])
+    plot_detectability(result, out_dir / figures["detectability"])
+    rows = table_rows(result, psnr_metrics)
+    atomic_write_csv(out_dir / "image_quality.csv", rows, CSV_COLUMNS)
+    lines = markdown_section(result, psnr_metrics, figures)
+    atomic_write_text(out_dir / "image_quality.md", "\n".join(lines) + "\n")
+    summary = {
+        "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        "rois": result.rois,
+        "backgrounds": result.backgrounds,
+        "rows": rows,
+        "seconds": result.seconds,
+    }
+    return summary, figures, lines

@@ -91,14 +91,6 @@ def seed_of(base: int, *parts: int) -> int:
     return int(np.random.SeedSequence([base, *parts]).generate_state(1)[0])
 
 
-def simulate(noise: Any, clean: np.ndarray, dose: float, seed: int) -> np.ndarray:
-    """One low-dose image of ``clean`` (H, W) with the noise model's ``simulate``, from ``seed``."""
-    out = noise.simulate(
-        torch.from_numpy(np.asarray(clean, dtype=np.float32))[None], dose, torch.Generator().manual_seed(seed)
-    )
-    return out[0].numpy().astype(np.float64)
-
-
 @dataclass
 class Timer:
     """Seconds spent per method and per part."""
@@ -109,8 +101,16 @@ class Timer:
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
 
-def run_methods(methods: dict[str, Method], noisy: np.ndarray, dose: float, timer: Timer) -> dict[str, np.ndarray]:
-    """Every method's output for a (B, H, W) batch of noisy images at ``dose``."""
+def run_methods(
+    methods: dict[str, Method], noise: Any, cleans: Sequence[np.ndarray], dose: float, seed: tuple, timer: Timer
+) -> dict[str, np.ndarray]:
+    """Every method's output (B, H, W) for low-dose images of ``cleans`` (H, W each) at ``dose``, simulated
+    with the noise model, image ``j`` from the seed ``seed_of(*seed, j)``."""
+    images = []
+    for j, clean in enumerate(cleans):
+        image = torch.from_numpy(np.asarray(clean, dtype=np.float32))[None]
+        images.append(noise.simulate(image, dose, torch.Generator().manual_seed(seed_of(*seed, j)))[0].numpy())
+    noisy = np.stack(images).astype(np.float64)
     outputs = {}
     for name, method in methods.items():
         start = time.perf_counter()
@@ -128,10 +128,7 @@ def measure_nps(settings: Settings, noise: Any, methods: dict[str, Method], time
     margin = (settings.nps_image - settings.nps_roi) // 8
     result: dict[float, dict[str, iq.NoiseSpectrum]] = {}
     for k, dose in enumerate(settings.all_doses):
-        noisy = np.stack(
-            [simulate(noise, flat, dose, seed_of(settings.seed, 1, k, j)) for j in range(settings.nps_images)]
-        )
-        outputs = run_methods(methods, noisy, dose, timer)
+        outputs = run_methods(methods, noise, [flat] * settings.nps_images, dose, (settings.seed, 1, k), timer)
         result[dose] = {
             name: iq.noise_spectrum(np.concatenate([iq.tile_rois(image, settings.nps_roi, margin) for image in out]))
             for name, out in outputs.items()
@@ -167,9 +164,8 @@ def measure_mtf(settings: Settings, noise: Any, methods: dict[str, Method], time
         clean = iq.gaussian_edge(distance, settings.edge_level, settings.edge_level + step, settings.edge_blur)
         by_dose: dict[Any, Any] = {"phantom": edge_result(clean, distance)}
         for k, dose in enumerate(settings.all_doses):
-            draws = range(settings.edge_realisations)
-            noisy = np.stack([simulate(noise, clean, dose, seed_of(settings.seed, 2, s, k, j)) for j in draws])
-            outputs = run_methods(methods, noisy, dose, timer)
+            cleans = [clean] * settings.edge_realisations
+            outputs = run_methods(methods, noise, cleans, dose, (settings.seed, 2, s, k), timer)
             by_dose[dose] = {name: edge_result(out.mean(axis=0), distance) for name, out in outputs.items()}
         result[float(step)] = by_dose
     return result
@@ -224,10 +220,7 @@ def collect_rois(
         for b, background in enumerate(backgrounds):
             cleans = [background.clean.astype(np.float64)]
             cleans += [with_signals(background, size, diameter, contrast) for diameter, contrast in conditions]
-            noisy = np.stack(
-                [simulate(noise, c, dose, seed_of(settings.seed, 3, b, k, j)) for j, c in enumerate(cleans)]
-            )
-            outputs = run_methods(methods, noisy, dose, timer)
+            outputs = run_methods(methods, noise, cleans, dose, (settings.seed, 3, b, k), timer)
             known = cut_rois(background.clean, background.corners, size) if settings.known_background else 0.0
             for name, out in outputs.items():
                 for key, image in zip(["absent", *conditions], out):
@@ -248,17 +241,12 @@ class Detection:
     d_prime_ci: tuple[float, float]
 
 
-def detect(
-    present: np.ndarray,
-    absent: np.ndarray,
-    channels: np.ndarray,
-    folds: list[np.ndarray],
-    rng: np.random.Generator,
-    resamples: int,
-) -> Detection:
+def detect(present: np.ndarray, absent: np.ndarray, channels: np.ndarray, folds: list, settings: Settings) -> Detection:
+    """The CHO's ratings, AUC and d′; every call draws the same bootstrap resamples."""
     t_p, t_a = iq.cho_ratings(present, absent, channels, folds)
-    aucs = iq.bootstrap_pairs(t_p, t_a, iq.auc, rng, resamples)
-    dps = iq.bootstrap_pairs(t_p, t_a, iq.d_prime, rng, resamples)
+    rng = np.random.default_rng(seed_of(settings.seed, 5))
+    aucs = iq.bootstrap_pairs(t_p, t_a, iq.auc, rng, settings.bootstrap)
+    dps = iq.bootstrap_pairs(t_p, t_a, iq.d_prime, rng, settings.bootstrap)
     return Detection(
         t_p, t_a, iq.auc(t_p, t_a), iq.percentile_interval(aucs), iq.d_prime(t_p, t_a), iq.percentile_interval(dps)
     )
@@ -275,14 +263,7 @@ def measure_detectability(settings: Settings, rois: dict) -> dict:
         channels = iq.laguerre_gauss_channels(settings.roi_size, settings.channel_width * diameter, settings.channels)
         result[(diameter, contrast)] = {
             dose: {
-                name: detect(
-                    parts[(diameter, contrast)],
-                    parts["absent"],
-                    channels,
-                    folds,
-                    np.random.default_rng(seed_of(settings.seed, 5)),
-                    settings.bootstrap,
-                )
+                name: detect(parts[(diameter, contrast)], parts["absent"], channels, folds, settings)
                 for name, parts in by_method.items()
             }
             for dose, by_method in rois.items()
@@ -295,8 +276,8 @@ def measure_detectability(settings: Settings, rois: dict) -> dict:
 
 @dataclass(frozen=True)
 class DoseAtEqual:
-    """The dose at which a method reaches the noisy input's full-dose value, with a bootstrap interval;
-    ``relation`` ``<``/``>`` when it lies below / above the measured doses (extrapolated)."""
+    """The dose at which a method reaches the noisy input's full-dose value, with a bootstrap interval
+    (``nan`` without one); ``relation`` ``<``/``>`` when it lies below / above the measured doses."""
 
     dose: float
     relation: str
@@ -326,7 +307,7 @@ def dose_reaching(doses: Sequence[float], values: Sequence[float], target: float
 
 
 def dose_at_equal_detectability(
-    by_dose: dict[float, dict[str, Detection]], method: str, rng: np.random.Generator, resamples: int
+    by_dose: dict[float, dict[str, Detection]], method: str, settings: Settings
 ) -> DoseAtEqual:
     """The dose where ``method``'s d′ equals the noisy input's d′ at dose 1; the interval resamples the
     ROI pairs (the same draw at every dose and for both methods) and repeats the whole computation."""
@@ -334,7 +315,7 @@ def dose_at_equal_detectability(
     reference = by_dose[1.0][NOISY]
     dose, relation = dose_reaching(doses, [by_dose[d][method].d_prime for d in doses], reference.d_prime)
     count = len(reference.present)
-    draws = rng.integers(0, count, size=(resamples, count))
+    draws = np.random.default_rng(seed_of(settings.seed, 6)).integers(0, count, size=(settings.bootstrap, count))
     logs = []
     for draw in draws:
         target = iq.d_prime(reference.present[draw], reference.absent[draw])
@@ -345,7 +326,7 @@ def dose_at_equal_detectability(
     return DoseAtEqual(dose, relation, math.exp(low), math.exp(high))
 
 
-def dose_at_equal_psnr(metrics: dict[str, dict[str, dict]], method: str) -> tuple[float, str] | None:
+def dose_at_equal_psnr(metrics: dict[str, dict[str, dict]], method: str) -> DoseAtEqual | None:
     """From the report's PSNR table: the dose at which ``method``'s mean PSNR equals the noisy input's at
     dose 1 (``None`` without simulated doses including 1)."""
     keys = [k for k in metrics if k != "paired"]
@@ -353,7 +334,7 @@ def dose_at_equal_psnr(metrics: dict[str, dict[str, dict]], method: str) -> tupl
         return None
     doses = [float(k) for k in keys]
     values = [metrics[k][method]["psnr"]["mean"] for k in keys]
-    return dose_reaching(doses, values, metrics["1"][NOISY]["psnr"]["mean"])
+    return DoseAtEqual(*dose_reaching(doses, values, metrics["1"][NOISY]["psnr"]["mean"]), math.nan, math.nan)
 
 
 # --- the whole section -----------------------------------------------------------------------------------
@@ -389,12 +370,7 @@ def measure_image_quality(
     rois = collect_rois(settings, noise, methods, backgrounds, timer)
     detection = measure_detectability(settings, rois)
     equal = {
-        condition: {
-            name: dose_at_equal_detectability(
-                by_dose, name, np.random.default_rng(seed_of(settings.seed, 6)), settings.bootstrap
-            )
-            for name in methods
-        }
+        condition: {name: dose_at_equal_detectability(by_dose, name, settings) for name in methods}
         for condition, by_dose in detection.items()
     }
     timer.add("part: detectability", time.perf_counter() - start)

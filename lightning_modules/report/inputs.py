@@ -69,8 +69,6 @@ def subset(images: list[EvalImage], max_images: int | None) -> list[EvalImage]:
     """At most ``max_images`` images, evenly spaced over the split (all when ``None``)."""
     if max_images is None or max_images >= len(images):
         return images
-    if max_images < 1:
-        raise ValueError(f"max_images must be >= 1 (or null for all), got {max_images}")
     step = len(images) / max_images
     return [images[int(k * step)] for k in range(max_images)]
 

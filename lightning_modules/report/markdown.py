@@ -20,7 +20,7 @@ def fmt(metric: str, value: float) -> str:
 
 def with_ci(metric: str, stat: dict[str, Any]) -> str:
     half = (stat["ci95"][1] - stat["ci95"][0]) / 2
-    return f"{fmt(metric, stat['mean'])} ± {FORMATS[metric].format(half)}"
+    return f"{fmt(metric, stat['mean'])} ± {fmt(metric, half)}"
 
 
 def dose_label(key: str) -> str:
@@ -29,27 +29,21 @@ def dose_label(key: str) -> str:
 
 def method_table(summary: dict[str, Any], metric: str) -> str:
     """Rows: methods; columns: doses; cells: mean ± 95 % CI half-width."""
-    doses = summary["dose_keys"]
-    rows = []
-    for method in summary["methods"]:
-        rows.append(
-            [LABELS.get(method, method)]
-            + [
-                with_ci(metric, summary["metrics"][d][method][metric]) if method in summary["metrics"][d] else "–"
-                for d in doses
-            ]
-        )
-    return markdown_table(["method \\ dose"] + [dose_label(d) for d in doses], rows)
+    doses, metrics = summary["dose_keys"], summary["metrics"]
+    rows = [
+        [LABELS.get(m, m), *(with_ci(metric, metrics[d][m][metric]) if m in metrics[d] else "–" for d in doses)]
+        for m in summary["methods"]
+    ]
+    return markdown_table(["method \\ dose", *map(dose_label, doses)], rows)
 
 
-def _percent(dose: float) -> str:
-    return f"{100 * dose:.3g} %"
-
-
-def _factor_text(row: dict[str, Any]) -> str:
+def _reduction_cells(metric: str, row: dict[str, Any]) -> list[str]:
+    """The model's value, the equivalent dose and the factor of one ``dose_reduction`` row."""
     if row["relation"] == "=":
-        return f"×{row['factor']:.3g}"
-    return f"{row['relation']} ×{row['bound'] / row['dose']:.3g} (≈ ×{row['factor']:.3g} extrapolated)"
+        factor = f"×{row['factor']:.3g}"
+    else:
+        factor = f"{row['relation']} ×{row['bound'] / row['dose']:.3g} (≈ ×{row['factor']:.3g} extrapolated)"
+    return [fmt(metric, row["value"]), row["text"], factor]
 
 
 def dose_reduction_section(summary: dict[str, Any]) -> list[str]:
@@ -57,21 +51,12 @@ def dose_reduction_section(summary: dict[str, Any]) -> list[str]:
     if not reduction:
         return []
     ref = ", ".join(f"{d:g}" for d in summary["reference_doses"])
-    rows = []
-    for psnr_row, ssim_row in zip(reduction["psnr"], reduction["ssim"]):
-        rows.append(
-            [
-                f"{psnr_row['dose']:g}",
-                fmt("psnr", psnr_row["value"]),
-                psnr_row["text"],
-                _factor_text(psnr_row),
-                fmt("ssim", ssim_row["value"]),
-                ssim_row["text"],
-                _factor_text(ssim_row),
-            ]
-        )
+    rows = [
+        [f"{p['dose']:g}", *_reduction_cells("psnr", p), *_reduction_cells("ssim", s)]
+        for p, s in zip(reduction["psnr"], reduction["ssim"])
+    ]
     sentences = [
-        f"denoised {_percent(r['dose'])} dose ≈ noisy {_percent(r['equivalent_dose'])} dose"
+        f"denoised {100 * r['dose']:.3g} % dose ≈ noisy {100 * r['equivalent_dose']:.3g} % dose"
         for r in reduction["psnr"]
         if r["relation"] == "="
     ]
@@ -114,14 +99,13 @@ def differences_section(summary: dict[str, Any]) -> list[str]:
     header = ["dose"] + [
         f"{TITLES[m]}: model − {LABELS.get(p.split(' − ')[-1], p)}" for p in pairs for m in ("psnr", "ssim")
     ]
-    rows = []
-    for dose, by_pair in diffs.items():
-        row = [dose_label(dose)]
-        for pair in pairs:
-            for metric in ("psnr", "ssim"):
-                stat = by_pair.get(pair, {}).get(metric)
-                row.append("–" if stat is None else _signed(metric, stat))
-        rows.append(row)
+    rows = [
+        [
+            dose_label(dose),
+            *(_signed(m, by_pair[p][m]) if p in by_pair else "–" for p in pairs for m in ("psnr", "ssim")),
+        ]
+        for dose, by_pair in diffs.items()
+    ]
     return [
         "## Model against each method, image by image",
         "",
@@ -140,41 +124,24 @@ def _signed(metric: str, stat: dict[str, Any]) -> str:
 
 
 def detail_table(summary: dict[str, Any]) -> str:
+    header = ["dose", "method", "n"]
+    header += [f"{m.upper()} {c}" for m in ("psnr", "ssim") for c in ("mean", "std", "95 % CI")] + ["MSE mean"]
     rows = []
     for dose in summary["dose_keys"]:
-        for method in summary["methods"]:
-            stats = summary["metrics"][dose].get(method)
-            if stats is None:
-                continue
-            rows.append(
-                [
-                    dose_label(dose),
-                    LABELS.get(method, method),
-                    stats["psnr"]["n"],
-                    f"{stats['psnr']['mean']:.2f}",
-                    f"{stats['psnr']['std']:.2f}",
-                    f"[{stats['psnr']['ci95'][0]:.2f}, {stats['psnr']['ci95'][1]:.2f}]",
-                    f"{stats['ssim']['mean']:.4f}",
-                    f"{stats['ssim']['std']:.4f}",
-                    f"[{stats['ssim']['ci95'][0]:.4f}, {stats['ssim']['ci95'][1]:.4f}]",
-                    f"{stats['mse']['mean']:.3e}",
+        metrics = summary["metrics"][dose]
+        for method in (m for m in summary["methods"] if m in metrics):
+            stats = metrics[method]
+            row = [dose_label(dose), LABELS.get(method, method), stats["psnr"]["n"]]
+            for metric, digits in (("psnr", 2), ("ssim", 4)):
+                stat = stats[metric]
+                low, high = stat["ci95"]
+                row += [
+                    f"{stat['mean']:.{digits}f}",
+                    f"{stat['std']:.{digits}f}",
+                    f"[{low:.{digits}f}, {high:.{digits}f}]",
                 ]
-            )
-    return markdown_table(
-        [
-            "dose",
-            "method",
-            "n",
-            "PSNR mean",
-            "PSNR std",
-            "PSNR 95 % CI",
-            "SSIM mean",
-            "SSIM std",
-            "SSIM 95 % CI",
-            "MSE mean",
-        ],
-        rows,
-    )
+            rows.append([*row, f"{stats['mse']['mean']:.3e}"])
+    return markdown_table(header, rows)
 
 
 def methods_section(summary: dict[str, Any]) -> list[str]:
@@ -217,10 +184,21 @@ def methods_section(summary: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _details(summary_line: str, yaml_text: str) -> list[str]:
+    """A folded YAML block."""
+    return [
+        f"<details><summary>{summary_line}</summary>",
+        "",
+        "```yaml",
+        yaml_text.rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def provenance_section(summary: dict[str, Any], run_config_yaml: str, report_config_yaml: str) -> list[str]:
-    ckpt = summary["checkpoint"]
-    ckpt_rows = [[k, str(v)] for k, v in ckpt.items()]
-    versions = [[k, v] for k, v in summary["versions"].items()]
     subset = " (evenly spaced, max_images)" if summary["images"] < summary["split_images"] else ""
     return [
         "## Provenance",
@@ -231,26 +209,12 @@ def provenance_section(summary: dict[str, Any], run_config_yaml: str, report_con
         f"- the run's data: {'; '.join(f'{k}: `{v}`' for k, v in summary['run_data'].items())}",
         f"- report written {summary['created']}, in {summary['seconds']:.0f} s",
         "",
-        markdown_table(["checkpoint", ""], ckpt_rows, align_right=False),
+        markdown_table(["checkpoint", ""], [[k, str(v)] for k, v in summary["checkpoint"].items()], align_right=False),
         "",
-        markdown_table(["software", "version"], versions, align_right=False),
+        markdown_table(["software", "version"], list(summary["versions"].items()), align_right=False),
         "",
-        "<details><summary>run config (run_config.yaml)</summary>",
-        "",
-        "```yaml",
-        run_config_yaml.rstrip(),
-        "```",
-        "",
-        "</details>",
-        "",
-        "<details><summary>report config</summary>",
-        "",
-        "```yaml",
-        report_config_yaml.rstrip(),
-        "```",
-        "",
-        "</details>",
-        "",
+        *_details("run config (run_config.yaml)", run_config_yaml),
+        *_details("report config", report_config_yaml),
     ]
 
 

@@ -48,16 +48,9 @@ from lightning_modules.report.inputs import (
     subset,
 )
 from lightning_modules.report.markdown import TITLES, render_report
-from lightning_modules.report.stats import CI_METHOD, equivalent_dose
+from lightning_modules.report.stats import DoseEquivalent
 from lightning_modules.report.study import PAIRED, Condition, DoseStudy, StudyResult
-from lightning_modules.report.summary import (
-    dose_key,
-    dose_reduction,
-    paired_differences,
-    reference_curve,
-    summarise_reference,
-    summarise_rows,
-)
+from lightning_modules.report.summary import build_summary, dose_key, reference_curve
 from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
 from lightning_modules.runs.schema import REPORT_KEYS, check_types
 from lightning_modules.selfsup.fusion import FUSION_KEY, with_fusion
@@ -75,9 +68,8 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         from lightning_modules.report.sweep import summarise_sweep
 
         return summarise_sweep(cfg.sweep, output_dir(cfg), html=bool(cfg.html), images=bool(cfg.sweep_images))
-    with stated_bit_depth(
-        cfg.get("bit_depth")
-    ):  # bit_depth=12: every image the report reads (12-bit data in 16-bit files)
+    # bit_depth=12: every image the report reads (12-bit data in 16-bit files)
+    with stated_bit_depth(cfg.get("bit_depth")):
         return model_report(cfg)
 
 
@@ -124,8 +116,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         )
     if not (run_dir / RUN_CONFIG).is_file():
         raise FileNotFoundError(f"ckpt={cfg.ckpt}: {run_dir} has no {RUN_CONFIG}, so its data config is unknown")
-    run_cfg = load_run_config(run_dir)
-    run_data = run_cfg.data
+    run_data = load_run_config(run_dir).data
     root = data_root(run_data, cfg.get("data_root"))
     all_images = split_images(run_data, root, cfg.split)
     images = subset(all_images, cfg.max_images)
@@ -136,13 +127,10 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
     net, hparams = load_network(ckpt_path)
     net = with_fusion(net, hparams.get(FUSION_KEY))  # N2V2: the output fused with the input, as trained
     device = pick_device(str(cfg.device))
-    net, intensity = report_intensity_map(net, hparams, cfg, inputs, root, device)
+    bf16 = str(cfg.precision) == "bf16"
+    net, intensity = report_intensity_map(net, hparams, cfg, inputs, root, device, bf16)
     net = with_tta(net, cfg.get("tta"))
-    common = {
-        "device": device,
-        "bf16": str(cfg.precision) == "bf16",
-        "channels_last": bool(hparams.get("channels_last")),
-    }
+    common = {"device": device, "bf16": bf16, "channels_last": bool(hparams.get("channels_last"))}
     study, extra = build_study(cfg, inputs, run_data, root, images, net, baselines, common)
 
     result = _run(study, images, bool(cfg.progress))
@@ -154,10 +142,10 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         images = [image for image in images if str(image.clean) not in bad]
         notes.append(f"{len(result.failed)} image(s) could not be read and are left out: see {FAILED_LIST}.")
     summary = build_summary(study, result, inputs, baselines, notes)
-    summary.update(extra)
-    summary["intensity_map"] = intensity
     summary.update(
         {
+            **extra,
+            "intensity_map": intensity,
             "title": f"{run_dir.name} / {Path(ckpt_path).name}",
             "run": str(run_dir.resolve()),
             "checkpoint": checkpoint_info(ckpt_path),
@@ -185,7 +173,9 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
         figures.update(quality_figures)
     summary["seconds"] = time.perf_counter() - started
     summary["figures"] = figures
-    write_tables(out_dir, result)
+    atomic_write_csv(out_dir / "metrics.csv", result.rows, ROW_COLUMNS)
+    if result.reference:
+        atomic_write_csv(out_dir / "reference.csv", result.reference, REFERENCE_COLUMNS)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run_yaml = (run_dir / RUN_CONFIG).read_text(encoding="utf-8")
     report_yaml = OmegaConf.to_yaml(
@@ -200,7 +190,7 @@ def model_report(cfg: DictConfig) -> dict[str, Any]:
 
 
 def report_intensity_map(
-    net: Any, hparams: dict[str, Any], cfg: DictConfig, inputs: str, root: Path, device: Any
+    net: Any, hparams: dict[str, Any], cfg: DictConfig, inputs: str, root: Path, device: Any, bf16: bool
 ) -> tuple[Any, dict[str, Any] | None]:
     """A self-supervised model's map to full-dose intensities: the checkpoint's, else (real pairs)
     one fitted on ``affine_fit_split`` like the baselines' correction; ``None`` for supervised models."""
@@ -208,13 +198,17 @@ def report_intensity_map(
         return with_intensity_map(net, hparams[MAP_KEY]), dict(hparams[MAP_KEY])
     if not is_self_supervised(hparams) or inputs != "paired":
         return net, None
-    split = str(cfg.affine_fit_split)
-    try:
-        pairs = find_pairs(root / split)[:AFFINE_FIT_PAIRS]
-    except DatasetLayoutError as err:
-        raise DatasetLayoutError(f"affine_fit_split={split}: {err}") from err
-    fitted = fit_intensity_map(net, PairedImageDataset(pairs), split, device, str(cfg.precision) == "bf16")
+    pairs = PairedImageDataset(affine_fit_pairs(root, cfg)[:AFFINE_FIT_PAIRS])
+    fitted = fit_intensity_map(net, pairs, str(cfg.affine_fit_split), device, bf16)
     return with_intensity_map(net, fitted), fitted
+
+
+def affine_fit_pairs(root: Path, cfg: DictConfig) -> list[Any]:
+    """The real pairs of ``affine_fit_split``, which the intensity corrections of real pairs are fitted on."""
+    try:
+        return find_pairs(root / str(cfg.affine_fit_split))
+    except DatasetLayoutError as err:
+        raise DatasetLayoutError(f"affine_fit_split={cfg.affine_fit_split}: {err}") from err
 
 
 def build_study(
@@ -231,10 +225,7 @@ def build_study(
     if inputs == "paired":
         if any(image.low is None for image in images):
             raise FileNotFoundError(f"inputs=paired: {root / cfg.split} has no high/ and low/ folders of real pairs")
-        try:
-            fit_pairs = find_pairs(root / str(cfg.affine_fit_split))
-        except DatasetLayoutError as err:
-            raise DatasetLayoutError(f"affine_fit_split={cfg.affine_fit_split}: {err}") from err
+        fit_pairs = affine_fit_pairs(root, cfg)
         correction = fit_affine_degradation([(p.low, p.high) for p in fit_pairs], AFFINE_FIT_PAIRS)
         fit = {
             "split": str(cfg.affine_fit_split),
@@ -264,42 +255,6 @@ def _run(study: DoseStudy, images: list[EvalImage], progress: bool) -> StudyResu
         return study.run(images, on_image=lambda _: bar.advance(task))
 
 
-def build_summary(
-    study: DoseStudy, result: StudyResult, inputs: str, baselines: list[str], notes: list[str]
-) -> dict[str, Any]:
-    """Every number of the report: means/CIs per dose and method, differences, dose reduction, timing."""
-    metrics = summarise_rows(result.rows)
-    summary: dict[str, Any] = {
-        "inputs": inputs,
-        "dose_keys": [dose_key(c) for c in study.conditions],
-        "methods": study.methods,
-        "baselines": baselines,
-        "transform": study.stabiliser(study.conditions[0]).describe() if baselines else "",
-        "images": len({row["file"] for row in result.rows}),
-        "data_range": 1.0,
-        "ci_method": CI_METHOD,
-        "metrics": metrics,
-        "differences": paired_differences(result.rows, ["noisy", *baselines]),
-        "seconds_per_image": {m: result.seconds[m] / result.calls[m] for m in study.methods if result.calls.get(m)},
-        "notes": notes,
-    }
-    if result.reference:
-        reference = summarise_reference(result.reference)
-        summary["reference"] = reference
-        summary["dose_reduction"] = {
-            "method": "equal mean metric of the noisy input, linear in log(dose) between reference doses",
-            "psnr": dose_reduction(metrics, reference, "psnr"),
-            "ssim": dose_reduction(metrics, reference, "ssim"),
-        }
-    return summary
-
-
-def write_tables(out_dir: Path, result: StudyResult) -> None:
-    atomic_write_csv(out_dir / "metrics.csv", result.rows, ROW_COLUMNS)
-    if result.reference:
-        atomic_write_csv(out_dir / "reference.csv", result.reference, REFERENCE_COLUMNS)
-
-
 def write_figures(
     study: DoseStudy, images: list[EvalImage], result: StudyResult, summary: dict[str, Any], folder: Path
 ) -> dict[str, str]:
@@ -312,14 +267,15 @@ def write_figures(
     for condition in study.conditions:
         key = dose_key(condition)
         cases = panel_cases(study, by_name, result.rows, condition)
-        name = f"panels_{'paired' if condition == PAIRED else 'dose_' + key}.png"
+        suffix = "paired" if condition == PAIRED else f"dose_{key}"
         heading = "real pairs" if condition == PAIRED else f"dose {key}"
-        plot_panels(cases, study.methods, folder / name, title=f"{heading}: best, median and worst image by model PSNR")
-        figures[f"panels {key}"] = f"figures/{name}"
+        title = f"{heading}: best, median and worst image by model PSNR"
+        plot_panels(cases, study.methods, folder / f"panels_{suffix}.png", title=title)
+        figures[f"panels {key}"] = f"figures/panels_{suffix}.png"
         median = next((case for case in cases if "median" in case.label.split(" = ")), cases[len(cases) // 2])
-        flat = f"flat_{'paired' if condition == PAIRED else 'dose_' + key}.png"
-        plot_flat_crops(median, study.methods, folder / flat, title=f"{heading}: flattest body region, enlarged")
-        figures[f"flat region {key}"] = f"figures/{flat}"
+        title = f"{heading}: flattest body region, enlarged"
+        plot_flat_crops(median, study.methods, folder / f"flat_{suffix}.png", title=title)
+        figures[f"flat region {key}"] = f"figures/flat_{suffix}.png"
     return figures
 
 
@@ -334,9 +290,8 @@ def _curve_data(summary: dict[str, Any]):
                 doses, [s["mean"] for s in stats], [s["ci95"][0] for s in stats], [s["ci95"][1] for s in stats]
             )
     reference = {m: reference_curve(summary["reference"], m) for m in ("psnr", "ssim")}
-    ref_doses, ref_values = reference["psnr"]
-    equivalents = {d: equivalent_dose(ref_doses, ref_values, c) for d, c in zip(doses, curves["psnr"]["model"].mean)}
-    return curves, reference, equivalents
+    rows = summary["dose_reduction"]["psnr"]
+    return curves, reference, {r["dose"]: DoseEquivalent(r["equivalent_dose"], r["relation"], r["bound"]) for r in rows}
 
 
 def panel_cases(
@@ -345,12 +300,8 @@ def panel_cases(
     """Best, median and worst image by model PSNR at ``condition``, recomputed (same seeds, same output)."""
     model_rows = sorted((r for r in rows if r["dose"] == condition and r["method"] == "model"), key=lambda r: r["psnr"])
     picks: dict[str, list[str]] = {}
-    for label, row in (
-        ("best", model_rows[-1]),
-        ("median", model_rows[len(model_rows) // 2]),
-        ("worst", model_rows[0]),
-    ):
-        picks.setdefault(row["file"], []).append(label)
+    for label, index in (("best", -1), ("median", len(model_rows) // 2), ("worst", 0)):
+        picks.setdefault(model_rows[index]["file"], []).append(label)
     cases = []
     for name, labels in picks.items():
         clean, outputs = study.evaluate_image(by_name[name], [condition])

@@ -95,7 +95,6 @@ class DoseStudy:
     def stabiliser(self, condition: Condition) -> Stabiliser:
         return self.paired_stabiliser if condition == PAIRED else stabiliser_for(self.noise, float(condition))
 
-    @torch.no_grad()
     def predict(self, noisy: torch.Tensor) -> torch.Tensor:
         """The model's output for a (B, 1, H, W) batch, clamped to [0, 1], on the CPU in fp32."""
         pred = run_network(self.net, noisy.to(self.device), self.bf16, self.channels_last)
@@ -108,17 +107,16 @@ class DoseStudy:
         conditions = list(self.conditions if conditions is None else conditions)
         clean = image.load(image.clean)
         outputs: Outputs = {c: {"noisy": self.noisy_input(image, clean, c)} for c in conditions}
+        timing = result if result is not None else StudyResult()
         for name in self.baselines:
             for condition in conditions:
                 start = time.perf_counter()
                 denoised = apply_baseline(name, outputs[condition]["noisy"][0].numpy(), self.stabiliser(condition))
-                if result is not None:
-                    result.add_time(name, time.perf_counter() - start, 1)
+                timing.add_time(name, time.perf_counter() - start, 1)
                 outputs[condition][name] = torch.from_numpy(denoised).unsqueeze(0)
         start = time.perf_counter()
         preds = self.predict(torch.stack([outputs[c]["noisy"] for c in conditions]))
-        if result is not None:
-            result.add_time("model", time.perf_counter() - start, len(conditions))
+        timing.add_time("model", time.perf_counter() - start, len(conditions))
         for condition, pred in zip(conditions, preds):
             outputs[condition]["model"] = pred
         return clean, outputs
@@ -128,11 +126,7 @@ class DoseStudy:
         if not self.reference_doses:
             return []
         noisy = torch.stack([self.noisy_input(image, clean, d) for d in self.reference_doses])
-        values = image_metrics(noisy, clean.expand_as(noisy))
-        return [
-            {"file": image.name, "dose": dose, **{m: float(values[m][k]) for m in METRIC_NAMES}}
-            for k, dose in enumerate(self.reference_doses)
-        ]
+        return [{"file": image.name, "dose": d, **v} for d, v in zip(self.reference_doses, _metrics(noisy, clean))]
 
     def run(self, images: Sequence[EvalImage], on_image: Callable[[EvalImage], None] | None = None) -> StudyResult:
         """Evaluate every image at every condition; ``on_image`` is called after each image.
@@ -157,9 +151,12 @@ def metric_rows(name: str, clean: torch.Tensor, outputs: Outputs, methods: Seque
     """One row per condition and method: ``{file, dose, method, psnr, ssim, mse}``."""
     rows = []
     for condition, by_method in outputs.items():
-        batch = torch.stack([by_method[m] for m in methods])
-        values = image_metrics(batch, clean.expand_as(batch))
-        for k, method in enumerate(methods):
-            metrics = {m: float(values[m][k]) for m in METRIC_NAMES}
-            rows.append({"file": name, "dose": condition, "method": method, **metrics})
+        values = _metrics(torch.stack([by_method[m] for m in methods]), clean)
+        rows += [{"file": name, "dose": condition, "method": m, **v} for m, v in zip(methods, values)]
     return rows
+
+
+def _metrics(batch: torch.Tensor, clean: torch.Tensor) -> list[dict[str, float]]:
+    """``{psnr, ssim, mse}`` of each image of ``batch`` against ``clean``."""
+    values = image_metrics(batch, clean.expand_as(batch))
+    return [{m: float(values[m][k]) for m in METRIC_NAMES} for k in range(len(batch))]

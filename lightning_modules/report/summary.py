@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightning_modules.nets.metrics import METRIC_NAMES
-from lightning_modules.report.stats import DoseEquivalent, equivalent_dose, mean_ci
-from lightning_modules.report.study import PAIRED, Condition
+from lightning_modules.report.stats import CI_METHOD, equivalent_dose, mean_ci
+from lightning_modules.report.study import PAIRED, Condition, DoseStudy, StudyResult
 
 
 def dose_key(condition: Condition) -> str:
@@ -16,15 +16,16 @@ def dose_key(condition: Condition) -> str:
     return PAIRED if condition == PAIRED else f"{float(condition):g}"
 
 
+def _means(rows: Sequence[dict[str, Any]]) -> dict[str, dict]:
+    return {m: mean_ci([r[m] for r in rows]) for m in METRIC_NAMES}
+
+
 def summarise_rows(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict]]]:
     """``{dose: {method: {metric: {mean, std, n, ci95}}}}`` over the per-image rows."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        groups[(dose_key(row["dose"]), row["method"])].append(row)
-    summary: dict[str, dict[str, dict[str, dict]]] = defaultdict(dict)
-    for (dose, method), group in groups.items():
-        summary[dose][method] = {m: mean_ci([r[m] for r in group]) for m in METRIC_NAMES}
-    return dict(summary)
+        groups[dose_key(row["dose"])][row["method"]].append(row)
+    return {dose: {method: _means(group) for method, group in by_method.items()} for dose, by_method in groups.items()}
 
 
 def summarise_reference(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict]]:
@@ -32,7 +33,7 @@ def summarise_reference(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, d
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         groups[dose_key(row["dose"])].append(row)
-    return {dose: {m: mean_ci([r[m] for r in group]) for m in METRIC_NAMES} for dose, group in groups.items()}
+    return {dose: _means(group) for dose, group in groups.items()}
 
 
 def paired_differences(rows: Sequence[dict[str, Any]], versus: Sequence[str]) -> dict[str, dict[str, dict[str, dict]]]:
@@ -84,7 +85,7 @@ def dose_reduction(
         if method not in metrics[key]:
             continue
         dose, value = float(key), metrics[key][method][metric]["mean"]
-        match: DoseEquivalent = equivalent_dose(ref_doses, ref_values, value)
+        match = equivalent_dose(ref_doses, ref_values, value)
         rows.append(
             {
                 "dose": dose,
@@ -97,3 +98,33 @@ def dose_reduction(
             }
         )
     return rows
+
+
+def build_summary(
+    study: DoseStudy, result: StudyResult, inputs: str, baselines: list[str], notes: list[str]
+) -> dict[str, Any]:
+    """Every number of the report: means/CIs per dose and method, differences, dose reduction, timing."""
+    metrics = summarise_rows(result.rows)
+    summary: dict[str, Any] = {
+        "inputs": inputs,
+        "dose_keys": [dose_key(c) for c in study.conditions],
+        "methods": study.methods,
+        "baselines": baselines,
+        "transform": study.stabiliser(study.conditions[0]).describe() if baselines else "",
+        "images": len({row["file"] for row in result.rows}),
+        "data_range": 1.0,
+        "ci_method": CI_METHOD,
+        "metrics": metrics,
+        "differences": paired_differences(result.rows, ["noisy", *baselines]),
+        "seconds_per_image": {m: result.seconds[m] / result.calls[m] for m in study.methods if result.calls.get(m)},
+        "notes": notes,
+    }
+    if result.reference:
+        reference = summarise_reference(result.reference)
+        summary["reference"] = reference
+        summary["dose_reduction"] = {
+            "method": "equal mean metric of the noisy input, linear in log(dose) between reference doses",
+            "psnr": dose_reduction(metrics, reference, "psnr"),
+            "ssim": dose_reduction(metrics, reference, "ssim"),
+        }
+    return summary

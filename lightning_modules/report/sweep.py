@@ -38,6 +38,7 @@ HEADINGS = {
 }
 SKIMAGE_SSIM = "test/ssim_skimage"
 RECENT_SECONDS = 300
+STATUS_CELLS = {"failed": "**FAILED**", "interrupted": "**interrupted**", "not started": "*not started*"}
 RUN_INFO = "run_info.json"
 
 
@@ -55,12 +56,8 @@ class Job:
 
     @property
     def values(self) -> dict[str, str]:
-        return dict(_split_override(o) for o in self.overrides)
-
-
-def _split_override(override: str) -> tuple[str, str]:
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
+        """``key: value`` of each override, without its ``+``/``~`` prefix."""
+        return {key.lstrip("+~"): value for key, _, value in (o.partition("=") for o in self.overrides)}
 
 
 def read_jobs(sweep_dir: str | Path) -> list[Job]:
@@ -85,10 +82,7 @@ def read_jobs(sweep_dir: str | Path) -> list[Job]:
 
 
 def _yaml(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _job_number(folder: Path) -> int:
@@ -173,18 +167,15 @@ def job_status(folder: Path, metrics: dict[str, float]) -> tuple[str, str]:
     if "test/psnr" in metrics:
         return "ok", ""
     run_cfg = _yaml(folder / RUN_CONFIG) or {}
-    if (
-        run_cfg.get("test") is False
-        and (folder / CHECKPOINT_DIR / "last.ckpt").is_file()
-        and "val/psnr_best" in metrics
-    ):
+    has_last = (folder / CHECKPOINT_DIR / "last.ckpt").is_file()
+    if run_cfg.get("test") is False and has_last and "val/psnr_best" in metrics:
         return "ok", "trained with test=false: validation metrics only"
     run_info = _json(folder / RUN_INFO) or {}  # training's own record of its attempts, when present
     if not (folder / RUN_CONFIG).is_file():
         reason = "stopped before training started (no run_config.yaml)"
     elif run_info.get("completed"):
         reason = "training completed but no test metrics were recorded"
-    elif not (folder / CHECKPOINT_DIR / "last.ckpt").is_file():
+    elif not has_last:
         reason = "stopped before its first checkpoint"
     else:
         reason = f"stopped after {int(metrics.get('epochs', 0))} epoch(s), before testing"
@@ -211,51 +202,46 @@ def summarise_sweep(
     ``images``: re-evaluate every finished job's best checkpoint on its test split for scikit-image's
     SSIM too and draw one zoomed crop per job (``sweep_crops.png``; :mod:`~lightning_modules.report.sweep_images`).
     """
+    sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
     jobs = read_jobs(sweep_dir)
     keys = swept_keys(jobs)
-    out_dir = Path(out_dir)
     crops_figure = _evaluate_images(jobs, keys, out_dir / "sweep_crops.png") if images else None
     metrics = [*METRICS, *([SKIMAGE_SSIM] if images else [])]
     rows = [_row(job, keys, metrics) for job in jobs]
-    columns = ["job", *keys, "status", *metrics, "epochs", "source", "detail"]
-    atomic_write_csv(out_dir / "sweep.csv", rows, columns)
+    atomic_write_csv(out_dir / "sweep.csv", rows, ["job", *keys, "status", *metrics, "epochs", "source", "detail"])
     plot_sweep(jobs, keys, out_dir / "sweep.png")
     counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "interrupted", "not started")}
+    cells = [
+        {**r, "status": STATUS_CELLS.get(r["status"], r["status"]), **{m: _fmt(m, r[m]) for m in metrics}} for r in rows
+    ]
+    shown = ["job", *keys, "status", *metrics, "detail"]
     table = markdown_table(
-        ["job", *keys, "status", *(HEADINGS[m] for m in metrics), "detail"],
-        [
-            [r["job"], *(r[k] for k in keys), _status_cell(r["status"]), *(_fmt(m, r[m]) for m in metrics), r["detail"]]
-            for r in rows
-        ],
+        ["job", *keys, "status", *(HEADINGS[m] for m in metrics), "detail"], [[c[k] for k in shown] for c in cells]
     )
-    markdown = "\n".join(
-        [
-            f"# Sweep summary: {Path(sweep_dir).name}",
+    lines = [
+        f"# Sweep summary: {sweep_dir.name}",
+        "",
+        f"`{sweep_dir.resolve()}`: {len(jobs)} jobs, {counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['interrupted']} interrupted, {counts['not started']} not started. Test metrics are means over the job's test split (data_range 1.0); "
+        "each job's own data and dose.",
+        "",
+        table,
+        "",
+        "![test PSNR of every job](sweep.png)",
+        "",
+    ]
+    if crops_figure:
+        lines += [
+            "Each job's best checkpoint again on its test split in fp32: scikit-image's SSIM "
+            "(7×7 uniform window) beside the project's (11×11 Gaussian), and the same zoomed crop of every job:",
             "",
-            f"`{Path(sweep_dir).resolve()}`: {len(jobs)} jobs, {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['interrupted']} interrupted, {counts['not started']} not started. Test metrics are means over the job's test split (data_range 1.0); "
-            "each job's own data and dose.",
+            f"![one zoomed crop per job]({crops_figure.name})",
             "",
-            table,
-            "",
-            "![test PSNR of every job](sweep.png)",
-            "",
-            *(
-                [
-                    "Each job's best checkpoint again on its test split in fp32: scikit-image's SSIM "
-                    "(7×7 uniform window) beside the project's (11×11 Gaussian), and the same zoomed crop of every job:",
-                    "",
-                    f"![one zoomed crop per job]({crops_figure.name})",
-                    "",
-                ]
-                if crops_figure
-                else []
-            ),
         ]
-    )
-    write_document(markdown, out_dir / "sweep.md", f"Sweep summary: {Path(sweep_dir).name}", html=html)
+    markdown = "\n".join(lines)
+    write_document(markdown, out_dir / "sweep.md", f"Sweep summary: {sweep_dir.name}", html=html)
     print(markdown)
-    return {"sweep": str(Path(sweep_dir).resolve()), "jobs": rows, "counts": counts}
+    return {"sweep": str(sweep_dir.resolve()), "jobs": rows, "counts": counts}
 
 
 def _evaluate_images(jobs: list[Job], keys: list[str], path: Path) -> Path | None:
@@ -277,18 +263,10 @@ def _evaluate_images(jobs: list[Job], keys: list[str], path: Path) -> Path | Non
     return plot_job_crops(crops, path) if crops else None
 
 
-def _row(job: Job, keys: list[str], metrics: tuple[str, ...] | list[str] = METRICS) -> dict[str, Any]:
-    values = job.values
-    row = {"job": job.number, **{k: values.get(k, "") for k in keys}, "status": job.status}
-    row.update({m: job.metrics.get(m, "") for m in metrics})
-    row.update({"epochs": job.metrics.get("epochs", ""), "source": job.source, "detail": job.detail})
-    return row
-
-
-def _status_cell(status: str) -> str:
-    return {"failed": "**FAILED**", "interrupted": "**interrupted**", "not started": "*not started*"}.get(
-        status, status
-    )
+def _row(job: Job, keys: list[str], metrics: list[str]) -> dict[str, Any]:
+    row = {"job": job.number, **{k: job.values.get(k, "") for k in keys}, "status": job.status}
+    row.update({m: job.metrics.get(m, "") for m in [*metrics, "epochs"]})
+    return {**row, "source": job.source, "detail": job.detail}
 
 
 def _fmt(metric: str, value: Any) -> str:
@@ -316,6 +294,7 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
     ax = fig.subplots()
     done = [j for j in jobs if metric in j.metrics]
     missing = [j for j in jobs if metric not in j.metrics]
+    red_label = {"textcoords": "offset points", "va": "center", "color": "tab:red"}
     if x_key is not None:
         others = [k for k in keys if k != x_key]
         series: dict[str, list[Job]] = {}
@@ -325,11 +304,9 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
             members.sort(key=lambda j: float(j.values[x_key]))
             xs_series = [float(j.values[x_key]) for j in members]
             ax.plot(xs_series, [j.metrics[metric] for j in members], marker="o", label=label)
-        if metric == "test/psnr" and any("test/psnr_noisy" in j.metrics for j in done):
-            noisy = sorted(
-                (float(j.values[x_key]), j.metrics["test/psnr_noisy"]) for j in done if "test/psnr_noisy" in j.metrics
-            )
-            ax.plot(*zip(*noisy), linestyle="--", color="0.5", marker=".", label="noisy input")
+        noisy = [(float(j.values[x_key]), j.metrics["test/psnr_noisy"]) for j in done if "test/psnr_noisy" in j.metrics]
+        if metric == "test/psnr" and noisy:
+            ax.plot(*zip(*sorted(noisy)), linestyle="--", color="0.5", marker=".", label="noisy input")
         xs = [float(j.values[x_key]) for j in jobs if x_key in j.values]
         if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")
@@ -338,28 +315,19 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
             ax.minorticks_off()
         ax.set_xlabel(x_key)
         ax.set_ylabel(HEADINGS[metric] + " (dB)")
-        shown = [j.metrics[metric] for j in done]
-        shown += [j.metrics["test/psnr_noisy"] for j in done if "test/psnr_noisy" in j.metrics]
+        shown = [j.metrics[metric] for j in done] + [value for _, value in noisy]
         low, high = (min(shown), max(shown)) if shown else (0.0, 1.0)
         span = max(high - low, 1.0)
         floor = low - 0.12 * span  # failed jobs sit below every measured value
         if missing:
             ax.set_ylim(floor - 0.1 * span, high + 0.08 * span)
+            ax.plot([], [], marker="X", color="tab:red", linestyle="none", label="failed / interrupted / not started")
         for job in missing:
             x = float(job.values.get(x_key, xs[0] if xs else 0.0))
             ax.plot([x], [floor], marker="X", markersize=12, color="tab:red", linestyle="none")
             ax.annotate(
-                f"job {job.number}\n{job.status}",
-                (x, floor),
-                textcoords="offset points",
-                xytext=(8, 0),
-                ha="left",
-                va="center",
-                fontsize=8,
-                color="tab:red",
+                f"job {job.number}\n{job.status}", (x, floor), xytext=(8, 0), ha="left", fontsize=8, **red_label
             )
-        if missing:
-            ax.plot([], [], marker="X", color="tab:red", linestyle="none", label="failed / interrupted / not started")
         ax.legend(fontsize=8)
     else:
         labels = [f"{j.number}: " + ", ".join(f"{k}={j.values.get(k, '')}" for k in keys) for j in jobs]
@@ -369,16 +337,8 @@ def plot_sweep(jobs: list[Job], keys: list[str], path: Path) -> Path:
         )
         for bar, job in zip(bars, jobs):
             if metric not in job.metrics:
-                ax.annotate(
-                    job.status.upper(),
-                    (0, bar.get_y() + bar.get_height() / 2),
-                    xytext=(4, 0),
-                    textcoords="offset points",
-                    va="center",
-                    color="tab:red",
-                    fontsize=9,
-                    fontweight="bold",
-                )
+                middle = bar.get_y() + bar.get_height() / 2
+                ax.annotate(job.status.upper(), (0, middle), xytext=(4, 0), fontsize=9, fontweight="bold", **red_label)
         if not done:
             ax.set_xlim(0, 1)
         ax.set_yticks(range(len(jobs)), labels, fontsize=8)

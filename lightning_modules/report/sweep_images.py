@@ -26,16 +26,11 @@ from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 CROP = 48  # pixels of the crop, enlarged in the figure
 
 
-def skimage_ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """scikit-image's SSIM with its defaults (7×7 uniform window), data_range 1.0."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(pred, target, data_range=1.0))
-
-
 def evaluate_job(folder: Path, split: str = "test") -> dict[str, Any] | None:
     """Mean PSNR, SSIM (project and scikit-image) of ``folder``'s best checkpoint on its ``split``,
     and the crop images; ``None`` when the job has no best checkpoint or no clean targets."""
+    from skimage.metrics import structural_similarity
+
     checkpoint = folder / CHECKPOINT_DIR / "best.ckpt"
     if not checkpoint.is_file():
         return None
@@ -60,7 +55,8 @@ def evaluate_job(folder: Path, split: str = "test") -> dict[str, Any] | None:
                 pred=denoised[window],
                 high=clean[window],
             )
-        return {"ssim_skimage": skimage_ssim(denoised, clean)}
+        # scikit-image's SSIM with its defaults (7×7 uniform window)
+        return {"ssim_skimage": float(structural_similarity(denoised, clean, data_range=1.0))}
 
     rows = evaluate_dataset(net, dataset, per_image=skimage_and_crop)
     return {
@@ -87,5 +83,4 @@ def plot_job_crops(crops: list[tuple[str, dict[str, Any]]], path: str | Path, co
         ax.imshow(image, cmap="gray", vmin=low, vmax=max(high, low + 1e-3), interpolation="nearest")
         ax.set_title(label, fontsize=8)
     top, left = first["box"]
-    fig.suptitle(f"flattest {CROP}×{CROP} region at row {top}, column {left}, enlarged", fontsize=9)
-    return save_figure(fig, path)
+    return save_figure(fig, path, f"flattest {CROP}×{CROP} region at row {top}, column {left}, enlarged", fontsize=9)
