@@ -249,7 +249,7 @@ def _train_in(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test") and trainer.is_global_zero:
-        test_metrics = test_checkpoint(cfg, datamodule, output_dir, best_checkpoint(trainer, monitor))
+        test_metrics = score_test_split(cfg, datamodule, output_dir, best_checkpoint(trainer, monitor))
         for logger in loggers:  # beside the validation curves in TensorBoard
             logger.log_metrics(test_metrics, step=trainer.global_step)
             logger.save()
@@ -284,7 +284,7 @@ def best_checkpoint(trainer: L.Trainer, monitor: str = "val/psnr") -> str | None
     return None
 
 
-def test_checkpoint(
+def score_test_split(
     cfg: DictConfig, datamodule: L.LightningDataModule, output_dir: Path, ckpt: str | None
 ) -> dict[str, float]:
     """Score ``ckpt`` (the last checkpoint when there is no best) on the test split with
