@@ -5,9 +5,9 @@ from omegaconf import DictConfig
 
 from lightning_modules.commands.errors import one_line_errors
 from lightning_modules.commands.fit_noise import fit_noise
-from lightning_modules.commands.resolvers import register_resolvers
+from lightning_modules.commands.resolvers import prepare_hydra
 
-register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml
+prepare_hydra()  # ${job_dirname:...} in conf/hydra/default.yaml
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="fit_noise")

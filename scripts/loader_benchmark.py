@@ -6,9 +6,9 @@ from omegaconf import DictConfig
 
 from datamodules.throughput import loader_throughput
 from lightning_modules.commands.errors import one_line_errors
-from lightning_modules.commands.resolvers import register_resolvers
+from lightning_modules.commands.resolvers import prepare_hydra
 
-register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
+prepare_hydra()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="loader_benchmark")

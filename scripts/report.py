@@ -4,10 +4,10 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_modules.commands.errors import check_command_line, one_line_errors
-from lightning_modules.commands.resolvers import register_resolvers
+from lightning_modules.commands.resolvers import prepare_hydra
 from lightning_modules.report.report import report
 
-register_resolvers()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
+prepare_hydra()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, open_dict
 
 from datamodules.io.images import write_image
 from datamodules.io.pixels import ImageInfo
-from lightning_modules.commands.resolvers import register_resolvers
+from lightning_modules.commands.resolvers import prepare_hydra
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-register_resolvers()
+prepare_hydra()
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

@@ -6,9 +6,9 @@ import pytest
 from conftest import CONF_DIR, compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lightning_modules.runs.schema import TRAIN_KEYS, check_types
+from lightning_modules.commands import schemas
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = [
@@ -177,27 +177,59 @@ def test_default_is_the_physical_model_at_low_dose_with_group_norm():
     assert cfg.data.dose == 0.05 and cfg.model.norm == "group" and cfg.model.residual
 
 
-CHECKED_ELSEWHERE = {"data._target_", "data.patch_schedule"}  # the class; datamodules/patch_schedule.py
-TYPED_PREFIXES = ("data.", "model.", "loss.", "optim.", "training.")
+TYPED_GROUPS = {
+    "data": schemas.LoaderConfig,
+    "model": schemas.ModelConfig,
+    "loss": schemas.LossConfig,
+    "optim": schemas.OptimConfig,
+    "training": schemas.SupervisedConfig,
+    "trainer": schemas.TrainerConfig,
+}
+COMMANDS_AND_THEIR_REQUIRED_SETTINGS = {
+    "train": [],
+    "denoise": ["input", "output"],
+    "test": [],
+    "report": [],
+    "export": ["output"],
+    "fit_noise": ["data_root"],
+}
 
 
-@pytest.mark.parametrize("group", ["data", "model", "loss", "optim", "training", "experiment"])
-def test_the_type_table_knows_every_setting_of_every_option(group):
-    """runs/schema.py cannot drift from conf/: each setting a user can type is declared, and every
-    shipped default has its declared type (noise models check their own arguments)."""
+def _unset(node: DictConfig, prefix: str = "") -> list[str]:
+    """The settings left at ``???`` (without resolving anything)."""
+    unset = []
+    for key in node.keys():
+        if OmegaConf.is_missing(node, key):
+            unset.append(f"{prefix}{key}")
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_interpolation() and not child._is_none():
+            unset += _unset(child, f"{prefix}{key}.")
+    return unset
+
+
+@pytest.mark.parametrize("group", ["data", "loss", "optim", "training", "trainer", "experiment", "recipe", "debug"])
+def test_every_option_is_typed_by_its_schema_and_sets_every_setting(group):
+    """conf/ and lightning_modules/commands/schemas.py cannot disagree: each option composes against its
+    class (Hydra rejects a setting the class lacks and a value of the wrong type), and the yaml gives
+    every declared setting a value (the classes hold types, the yaml the defaults)."""
     for option in _options(group):
-        cfg = compose_config("train", [f"{group}={option}"])
-        leaves = {
-            key
-            for key in _flat(cfg)
-            if key.startswith(TYPED_PREFIXES) and not key.startswith(("data.noise.", "data.train_noise."))
-        }
-        undeclared = sorted(leaves - set(TRAIN_KEYS) - CHECKED_ELSEWHERE)
-        assert not undeclared, f"{group}={option}: add {undeclared} to TRAIN_KEYS"
-        check_types(cfg, TRAIN_KEYS)
+        overrides = [f"{group}={option}", "data.root=x"]
+        cfg = compose_config("train", ["experiment=recipe_study", *overrides] if group == "recipe" else overrides)
+        assert OmegaConf.get_type(cfg) is schemas.TrainConfig
+        for name, schema in TYPED_GROUPS.items():
+            assert issubclass(OmegaConf.get_type(cfg[name]), schema), f"{group}={option}: {name}"
+        assert _unset(cfg) == [], f"{group}={option}"
 
 
-def test_the_type_table_names_the_key_of_a_wrong_list():
-    cfg = compose_config("train", ["optim.betas=[0.9,fast]"])
-    with pytest.raises(ValueError, match=r"optim.betas=\[0.9, 'fast'\] must be a list of numbers"):
-        check_types(cfg, TRAIN_KEYS)
+@pytest.mark.parametrize("command", sorted(COMMANDS_AND_THEIR_REQUIRED_SETTINGS))
+def test_each_command_config_is_typed_and_asks_only_for_what_the_user_must_say(command):
+    cfg = compose_config(command)
+    assert OmegaConf.get_type(cfg) is schemas.SCHEMAS[command]
+    assert _unset(cfg) == COMMANDS_AND_THEIR_REQUIRED_SETTINGS[command]
+
+
+def test_a_wrong_list_item_is_named():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", ["optim.betas=[0.9,fast]"])
+    assert "full_key: optim.betas[1]" in str(err.value.__cause__)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config, tiny_train_config
-from hydra.errors import InstantiationException
+from conftest import compose_config
+from hydra.errors import ConfigCompositionException, InstantiationException
 
 from lightning_modules.commands.errors import is_project_check, one_line_errors
-from lightning_modules.runs.schema import DENOISE_KEYS, REPORT_KEYS, TEST_KEYS, check_types
 from lightning_modules.training.optim import check_optim_config
-from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,49 +65,55 @@ def test_decorated_task_prints_one_line_and_exits_1(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "config, override, key, words",
     [
-        ("optim.lr=abc", "optim.lr='abc' must be a number"),
-        ("data.batch_size=1.5", "data.batch_size=1.5 must be a whole number"),
-        ("data.augment=yes", "data.augment='yes' must be true or false"),
-        ("model.decoder_channels=[256,a]", r"model.decoder_channels=\[256, 'a'\] must be a list of whole numbers"),
-        ("trainer.max_epochs=ten", "trainer.max_epochs='ten' must be a whole number or null"),
+        ("train", "optim.lr=abc", "optim.lr", "could not be converted to Float"),
+        ("train", "data.batch_size=1.5", "data.batch_size", "could not be converted to Integer"),
+        ("train", "data.augment=maybe", "data.augment", "is not a valid bool"),
+        ("train", "model.decoder_channels=[256,a]", "model.decoder_channels[1]", "converted to Integer"),
+        ("train", "trainer.max_epochs=ten", "trainer.max_epochs", "could not be converted to Integer"),
+        ("train", "training.regulariser_weight=big", "training.regulariser_weight", "converted to Float"),
+        ("denoise", "overlap=big", "overlap", "could not be converted to Integer"),
+        ("denoise", "overwrite=maybe", "overwrite", "is not a valid bool"),
+        ("test", "write_images=sometimes", "write_images", "is not a valid bool"),
+        ("report", "max_images=all", "max_images", "could not be converted to Integer"),
+        ("export", "input_range.images=many", "input_range.images", "could not be converted to Integer"),
+        ("fit_noise", "max_pairs=lots", "max_pairs", "could not be converted to Integer"),
     ],
 )
-def test_a_value_of_the_wrong_type_names_its_key(tmp_path, paired_root, override, message):
-    cfg = tiny_train_config(tmp_path / "run", ["data=pairs", f"data.root={paired_root}", override])
-    with pytest.raises(ValueError, match=message):
-        train(cfg)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+def test_a_value_of_the_wrong_type_names_its_key(config, override, key, words):
+    extra = ["training=neighbor2neighbor"] if "regulariser" in override else []
+    with pytest.raises(ConfigCompositionException, match=re.escape(override)) as err:
+        compose_config(config, [*extra, override])
+    assert f"full_key: {key}\n" in str(err.value.__cause__) and words in str(err.value.__cause__)
 
 
-@pytest.mark.parametrize(
-    "config, keys, override, message",
-    [
-        ("denoise", DENOISE_KEYS, "overlap=big", "overlap='big' must be a whole number"),
-        ("denoise", DENOISE_KEYS, "overwrite=maybe", "overwrite='maybe' must be true or false"),
-        ("denoise", DENOISE_KEYS, "output=2024", None),  # a folder named 2024 arrives as a number
-        ("test", TEST_KEYS, "write_images=1", "write_images=1 must be true or false"),
-        ("report", REPORT_KEYS, "max_images=all", "max_images='all' must be a whole number or null"),
-    ],
-)
-def test_script_values_are_typed(config, keys, override, message):
-    cfg = compose_config(config, ["input=x", "output=y", override] if config == "denoise" else [override])
-    if message is None:
-        check_types(cfg, keys)
-    else:
-        with pytest.raises(ValueError, match=message):
-            check_types(cfg, keys)
+def test_values_of_the_right_type_pass_and_a_numeric_folder_name_is_a_path():
+    cfg = compose_config("denoise", ["input=x", "output=2024", "tile=512", "tta=8", "tile_margin=auto"])
+    assert cfg.output == "2024" and cfg.tile == 512 and cfg.tta == 8 and cfg.tile_margin == "auto"
+    training = compose_config(
+        "train", ["trainer.max_epochs=null", "trainer.limit_train_batches=0.5", "data.dose=[0.1,1]"]
+    )
+    assert training.trainer.max_epochs is None and training.trainer.limit_train_batches == 0.5
+    assert list(training.data.dose) == [0.1, 1]
 
 
 @pytest.mark.e2e
 def test_scripts_print_one_line_without_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    command = [sys.executable, "scripts/train.py", "optim.lr=abc", f"paths.log_dir={tmp_path}"]
+    command = [sys.executable, "scripts/train.py", "optim.lr=-1", f"paths.log_dir={tmp_path}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "error: optim.lr='abc' must be a number"
+    assert result.stderr.strip().splitlines()[-1] == "error: optim.lr must be > 0, got -1.0"
     assert "Traceback" not in result.stderr and "Error executing job" not in result.stderr
     full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**env, "HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1
-    assert "Traceback" in full.stderr and "ValueError: optim.lr='abc' must be a number" in full.stderr
+    assert "Traceback" in full.stderr and "ValueError: optim.lr must be > 0, got -1.0" in full.stderr
+    # a value of the wrong type stops Hydra before the run starts: its message names the key, no traceback
+    typed = subprocess.run(
+        [*command[:2], "optim.lr=abc", command[3]], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert typed.returncode == 1 and "Traceback" not in typed.stderr
+    assert (
+        "full_key: optim.lr" in typed.stderr and "'abc' of type 'str' could not be converted to Float" in typed.stderr
+    )

@@ -52,9 +52,9 @@ def test_a_schedule_needs_a_step_budget(tmp_path):
         check_step_budget(-1, None)
     schedule = "data.patch_schedule=[{start:0.5,patch_size:64,batch_size:2}]"
     with pytest.raises(ValueError, match=r"set trainer\.max_epochs=null \(got 2\)"):
-        check_train_config(tiny_train_config(tmp_path / "run", [schedule, "+trainer.max_steps=40"]))
+        check_train_config(tiny_train_config(tmp_path / "run", [schedule, "trainer.max_steps=40"]))
     check_train_config(
-        tiny_train_config(tmp_path / "run", [schedule, "+trainer.max_steps=40", "trainer.max_epochs=null"])
+        tiny_train_config(tmp_path / "run", [schedule, "trainer.max_steps=40", "trainer.max_epochs=null"])
     )
 
 
@@ -80,7 +80,7 @@ def test_training_runs_through_the_switch(tmp_path):
         [
             "data.patch_schedule=[{start:0.5,patch_size:64,batch_size:2}]",
             "trainer.max_epochs=null",
-            "+trainer.max_steps=30",
+            "trainer.max_steps=30",
             "test=false",
         ],
     )

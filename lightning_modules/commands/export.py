@@ -21,7 +21,6 @@ from datamodules.io.atomic import atomic_write_text
 from lightning_modules.inference.input_range import measure_input_range, write_input_range
 from lightning_modules.nets.checkpoints import export_safetensors, load_network
 from lightning_modules.runs.folders import PRETRAINED_WEIGHTS, RUN_CONFIG, load_run_config, resolve_checkpoint
-from lightning_modules.runs.schema import EXPORT_KEYS, check_types
 
 # Where the training machine wrote its outputs: meaningless anywhere else.
 MACHINE_KEYS = {"default_root_dir", "dirpath", "output_dir"}
@@ -29,7 +28,6 @@ MACHINE_KEYS = {"default_root_dir", "dirpath", "output_dir"}
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Export ``cfg.ckpt`` of ``cfg.run`` to ``cfg.output``/model.safetensors (+ its run config)."""
-    check_types(cfg, EXPORT_KEYS)
     checkpoint, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)
     if run_dir is None:
         raise FileNotFoundError(f"ckpt={cfg.ckpt}: not inside a training run folder; pass run=<run folder>")

@@ -13,7 +13,6 @@ from datamodules.io.atomic import atomic_write_text
 from datamodules.io.pairing import find_pairs
 from datamodules.noise import AffineGaussianNoiseModel
 from datamodules.noise_fit import fit_affine_gaussian
-from lightning_modules.runs.schema import FIT_NOISE_KEYS, check_types
 
 TARGET = f"{AffineGaussianNoiseModel.__module__}.{AffineGaussianNoiseModel.__name__}"
 
@@ -21,7 +20,6 @@ TARGET = f"{AffineGaussianNoiseModel.__module__}.{AffineGaussianNoiseModel.__nam
 def fit_noise(cfg: DictConfig) -> dict[str, Any]:
     """Fit on ``cfg.data_root/cfg.split`` (never the test split: the fit would see the test noise) and
     write ``cfg.output`` when given; returns the fitted keyword arguments and the fit's checks."""
-    check_types(cfg, FIT_NOISE_KEYS)
     if cfg.split == "test":
         raise ValueError("split=test: fit the noise model on the train or val pairs, not on the images you test on")
     fitted = fit_affine_gaussian(find_pairs(Path(cfg.data_root).expanduser() / cfg.split), int(cfg.max_pairs))

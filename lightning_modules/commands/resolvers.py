@@ -1,9 +1,10 @@
-"""The config resolvers every script registers before Hydra composes its config."""
+"""What every script registers before Hydra composes its config: resolvers and the settings' types."""
 
 from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from lightning_modules.commands.schemas import register_schemas
 from lightning_modules.runs.hydra import job_dirname, unique_dir
 
 
@@ -14,9 +15,10 @@ def best_cpu_precision() -> str:
     return "bf16-mixed" if bf16_native("cpu") else "32-true"
 
 
-def register_resolvers() -> None:
+def prepare_hydra() -> None:
     """Register ``${best_cpu_precision:}`` (``conf/trainer/cpu.yaml``), ``${job_dirname:...}`` and
-    ``${unique_dir:...}`` (``conf/hydra/default.yaml``)."""
+    ``${unique_dir:...}`` (``conf/hydra/default.yaml``), and the structured configs ``conf`` names."""
+    register_schemas()
     if not OmegaConf.has_resolver("best_cpu_precision"):
         OmegaConf.register_new_resolver("best_cpu_precision", best_cpu_precision)
     if not OmegaConf.has_resolver("job_dirname"):

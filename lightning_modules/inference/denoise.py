@@ -34,7 +34,6 @@ from lightning_modules.inference.outputs import (  # noqa: F401 - find_inputs, p
 from lightning_modules.inference.tile_plan import auto_or_int, plan_for, tile_margin_for
 from lightning_modules.inference.tiling import check_settings, sliding_window
 from lightning_modules.runs.folders import resolve_checkpoint
-from lightning_modules.runs.schema import DENOISE_KEYS, check_types
 
 
 def denoise(cfg: DictConfig) -> dict[str, Any]:
@@ -43,7 +42,6 @@ def denoise(cfg: DictConfig) -> dict[str, Any]:
     An unreadable input is skipped and listed in ``failed.txt`` beside the outputs (the summary counts
     it, ``scripts/denoise.py`` exits 1); a rerun retries exactly the inputs without an output.
     """
-    check_types(cfg, DENOISE_KEYS)
     bit_depth = check_bit_depth(cfg.get("bit_depth"), "bit_depth")  # 12: 12-bit data in 16-bit files
     device = pick_device(str(cfg.device))
     tile, batch_size = auto_or_int(cfg.tile, "tile"), auto_or_int(cfg.batch_size, "batch_size")

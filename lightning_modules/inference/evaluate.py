@@ -27,7 +27,6 @@ from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import check_margin, run_network
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.runs.folders import load_run_config, resolve_checkpoint, shipped_models
-from lightning_modules.runs.schema import TEST_KEYS, check_types
 from lightning_modules.selfsup.fusion import evaluation_fusion, with_fusion
 from lightning_modules.selfsup.intensity import (
     MAP_KEY,
@@ -132,7 +131,6 @@ def metrics_table(means: dict[str, float], title: str = "Test split") -> rich.ta
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt`` of ``cfg.run`` (default: the latest run) on ``cfg.split``; return the summary."""
-    check_types(cfg, TEST_KEYS)
     if str(cfg.precision) not in ("32", "bf16"):
         raise ValueError(f"precision={cfg.precision!r} is unknown; use 32 or bf16")
     ckpt_path, run_dir = resolve_checkpoint(str(cfg.ckpt), cfg.get("run"), cfg.paths.log_dir)

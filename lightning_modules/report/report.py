@@ -52,7 +52,6 @@ from lightning_modules.report.stats import DoseEquivalent
 from lightning_modules.report.study import PAIRED, Condition, DoseStudy, StudyResult
 from lightning_modules.report.summary import build_summary, dose_key, reference_curve
 from lightning_modules.runs.folders import RUN_CONFIG, load_run_config, resolve_checkpoint
-from lightning_modules.runs.schema import REPORT_KEYS, check_types
 from lightning_modules.selfsup.fusion import FUSION_KEY, with_fusion
 from lightning_modules.selfsup.intensity import MAP_KEY, fit_intensity_map, is_self_supervised, with_intensity_map
 
@@ -63,7 +62,6 @@ AFFINE_FIT_PAIRS = 200  # pairs read to fit the intensity correction of real pai
 
 def report(cfg: DictConfig) -> dict[str, Any]:
     """``sweep=<multirun folder>``: the sweep summary; otherwise the report of ``ckpt`` (of ``run``)."""
-    check_types(cfg, REPORT_KEYS)
     if cfg.get("sweep"):
         from lightning_modules.report.sweep import summarise_sweep
 

@@ -1,3 +1,3 @@
 """Run bookkeeping without Lightning: run folders, checkpoints by name and the saved run config,
 ``run_info.json``, ``resume=auto``, the run lock, job folders and job status under Hydra; also the
-shared command-line type table (``schema.py``) and the disk-full message (``disk.py``)."""
+disk-full message (``disk.py``)."""

@@ -40,6 +40,17 @@ ADDED_DEFAULTS = {
     "optim.step_epochs": 10,
     "optim.gamma": 0.5,
     "optim.patience": 5,
+    "optim.monitor": None,
+    "optim.mode": None,
+    # declared by lightning_modules/commands/schemas.py: present in every config since then
+    "data.train_noise": None,
+    "fitted_noise": None,
+    "trainer.max_steps": -1,
+    "trainer.val_check_interval": None,
+    "trainer.overfit_batches": 0.0,
+    "trainer.strategy": "auto",
+    "trainer.num_nodes": 1,
+    "trainer.sync_batchnorm": False,
 }
 
 

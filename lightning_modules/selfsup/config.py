@@ -100,6 +100,6 @@ def follow_selection_metric(cfg: DictConfig, has_targets: bool) -> tuple[str, st
                 node.mode = mode
         if cfg.get("optimized_metric") == "val/psnr_best":
             cfg.optimized_metric = f"{monitor}_best"
-        if OmegaConf.select(cfg, "optim.scheduler") == "plateau":  # it steps on the selection metric too
-            cfg.optim.monitor, cfg.optim.mode = monitor, mode
+        if OmegaConf.select(cfg, "optim.scheduler") == "plateau" and cfg.optim.get("monitor") is None:
+            cfg.optim.monitor, cfg.optim.mode = monitor, mode  # it steps on the selection metric too
     return monitor, mode

@@ -62,14 +62,14 @@ def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> di
             optimizer, step_size=int(optim["step_epochs"]), gamma=float(optim["gamma"])
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-    # monitor/mode: set by the self-supervised config check to the run's selection metric
+    # monitor/mode: null = val/psnr, max; a self-supervised run sets its own selection metric
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
-        mode=str(optim.get("mode", "max")),
+        mode=str(optim.get("mode") or "max"),
         factor=float(optim["gamma"]),
         patience=int(optim["patience"]),
     )
-    monitor = str(optim.get("monitor", "val/psnr"))
+    monitor = str(optim.get("monitor") or "val/psnr")
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
 
 

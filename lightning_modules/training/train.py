@@ -29,7 +29,6 @@ from lightning_modules.runs.lock import RunLock
 from lightning_modules.runs.ranks import is_rank_zero
 from lightning_modules.runs.records import mark_completed, read_run_info, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
-from lightning_modules.runs.schema import TRAIN_KEYS, check_types
 from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
 from lightning_modules.training.faults import AtomicCheckpointIO, check_free_space
 from lightning_modules.training.optim import check_optim_config
@@ -47,7 +46,6 @@ def _positive(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
 
 def check_train_config(cfg: DictConfig) -> None:
     """Fail fast, naming the key, on values that would only break later (after minutes of work)."""
-    check_types(cfg, TRAIN_KEYS)
     check_optim_config(OmegaConf.to_container(cfg.optim, resolve=True))
     _positive(cfg, "data.batch_size")
     _positive(cfg, "data.patch_size", allow_none=True)
