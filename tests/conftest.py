@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,6 +20,16 @@ from lightning_modules.commands.resolvers import prepare_hydra
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 prepare_hydra()
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker, not N workers x all cores
+    torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core for the fast tier; the e2e and slow tiers
+    run in one process (their subprocesses, DDP ranks and timed kills take the cores themselves)."""
+    tiers = str(config.option.markexpr)
+    alone = any(tier in tiers and f"not {tier}" not in tiers for tier in ("e2e", "slow"))
+    return 0 if alone else (os.cpu_count() or 1)
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
