@@ -16,14 +16,14 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-Path = str  # a path; a folder called 2024 arrives from the command line as a number and becomes "2024"
+PathText = str  # a path; a folder called 2024 arrives from the command line as a number and becomes "2024"
 
 
 # --- data (conf/data) -------------------------------------------------------------------------------
 @dataclass
 class LoaderConfig:
     _target_: str = MISSING
-    root: Path | None = MISSING
+    root: PathText | None = MISSING
     batch_size: int = MISSING
     patch_size: int | None = MISSING
     patch_schedule: list[Any] | None = MISSING
@@ -141,7 +141,7 @@ class R2RConfig(SelfSupervisedConfig):
 @dataclass
 class TrainerConfig:
     _target_: str = MISSING
-    default_root_dir: Path | None = MISSING
+    default_root_dir: PathText | None = MISSING
     accelerator: str = MISSING
     devices: int | str = MISSING
     precision: int | str = MISSING
@@ -168,7 +168,7 @@ class TrainerConfig:
 class PreflightConfig:
     decode: bool = MISSING
     workers: int | None = MISSING
-    cache_file: Path = MISSING
+    cache_file: PathText = MISSING
 
 
 @dataclass
@@ -178,8 +178,8 @@ class TrainConfig:
     resume: str = MISSING
     seed: int = MISSING
     test: bool = MISSING
-    ckpt_path: Path | None = MISSING
-    init_weights: Path | None = MISSING
+    ckpt_path: PathText | None = MISSING
+    init_weights: PathText | None = MISSING
     stages: dict[str, Any] | None = MISSING
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
     optimized_metric: str = MISSING
@@ -203,14 +203,14 @@ class CommandConfig:
 
 @dataclass
 class ModelChoice(CommandConfig):
-    ckpt: Path = MISSING
-    run: Path | None = MISSING
+    ckpt: PathText = MISSING
+    run: PathText | None = MISSING
 
 
 @dataclass
 class DenoiseConfig(ModelChoice):
-    input: Path = MISSING
-    output: Path = MISSING
+    input: PathText = MISSING
+    output: PathText = MISSING
     memory_gb: float = MISSING
     tile: int | str = MISSING
     overlap: int = MISSING
@@ -232,7 +232,7 @@ class DenoiseConfig(ModelChoice):
 class EvaluationConfig(ModelChoice):
     data: Any = None
     split: str = MISSING
-    data_root: Path | None = MISSING
+    data_root: PathText | None = MISSING
     device: str = MISSING
     precision: int | str = MISSING
     intensity: str = MISSING
@@ -243,15 +243,15 @@ class EvaluationConfig(ModelChoice):
     view: int | None = MISSING
     write_images: bool = MISSING
     bit_depth: int | str = MISSING
-    results_dir: Path | None = MISSING
+    results_dir: PathText | None = MISSING
 
 
 @dataclass
 class ReportConfig(ModelChoice):
-    sweep: Path | None = MISSING
+    sweep: PathText | None = MISSING
     sweep_images: bool = MISSING
     split: str = MISSING
-    data_root: Path | None = MISSING
+    data_root: PathText | None = MISSING
     inputs: str = MISSING
     doses: list[float] = MISSING
     reference_doses: list[float] | None = MISSING
@@ -267,7 +267,7 @@ class ReportConfig(ModelChoice):
     html: bool = MISSING
     progress: bool = MISSING
     bit_depth: int | str = MISSING
-    out_dir: Path | None = MISSING
+    out_dir: PathText | None = MISSING
 
 
 @dataclass
@@ -279,7 +279,7 @@ class InputRangeConfig:
 
 @dataclass
 class ExportConfig(ModelChoice):
-    output: Path = MISSING
+    output: PathText = MISSING
     half: bool = MISSING
     overwrite: bool = MISSING
     input_range: InputRangeConfig = field(default_factory=InputRangeConfig)
@@ -287,10 +287,10 @@ class ExportConfig(ModelChoice):
 
 @dataclass
 class FitNoiseConfig(CommandConfig):
-    data_root: Path = MISSING
+    data_root: PathText = MISSING
     split: str = MISSING
     max_pairs: int = MISSING
-    output: Path | None = MISSING
+    output: PathText | None = MISSING
     overwrite: bool = MISSING
 
 
