@@ -53,29 +53,6 @@ def test_affine_skip_adds_two_learned_scalars_and_survives_export_and_onnx(tmp_p
         DenoisingUnet(residual="yes")
 
 
-def test_plain_weights_start_an_affine_skip_network_as_the_same_function_with_its_own_learning_rate(tmp_path):
-    from lightning_modules.nets.checkpoints import load_weights_into, save_weights
-    from lightning_modules.training.optim import build_optimizers, trainable
-
-    torch.manual_seed(0)
-    plain = DenoisingUnet(residual=False).eval()
-    path = save_weights(tmp_path / "plain.pth", plain, {"encoder_name": "resnet18", "residual": False})
-    affine = DenoisingUnet(residual="affine").eval()
-    torch.nn.init.constant_(affine.skip.affine, 0.5)  # replaced by the zeros the plain network implies
-    load_weights_into(affine, path, {"encoder_name": "resnet18", "residual": "affine"}, "init_weights")
-    x = torch.rand(2, 1, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(affine(x), plain(x)) and affine.skip.affine.abs().sum() == 0
-    back = save_weights(tmp_path / "affine.pth", affine, {"encoder_name": "resnet18", "residual": "affine"})
-    with pytest.raises(ValueError, match=r"init_weights=.*a different network \(residual: 'affine' in the checkpoint"):
-        load_weights_into(plain, back, {"encoder_name": "resnet18", "residual": False}, "init_weights")
-    groups = trainable(affine, skip_lr=1e-2)
-    assert [len(g["params"]) for g in groups] == [len(list(affine.parameters())) - 1, 1]
-    optimizer = build_optimizers(groups, {"name": "adam", "lr": 1e-4, "scheduler": "none"}, 10)["optimizer"]
-    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-2]
-    assert len(trainable(plain, skip_lr=1e-2)) == len(list(plain.parameters()))  # no skip: one group
-
-
 def test_lowpass_skip_adds_a_blur_that_never_sees_the_pixel_itself(tmp_path):
     import torch.nn.functional as F
 

@@ -95,7 +95,6 @@ class OptimConfig:
     name: str = MISSING
     lr: float = MISSING
     weight_decay: float = MISSING
-    skip_lr: float | None = MISSING
     betas: list[float] = MISSING
     scheduler: str = MISSING
     warmup_steps: int = MISSING

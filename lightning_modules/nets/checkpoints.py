@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import save_file
 
 from datamodules.io.atomic import atomic_write
-from lightning_modules.nets.skip import AFFINE_KEY
 
 if TYPE_CHECKING:
     from lightning_modules.nets.unet import DenoisingUnet
@@ -155,21 +154,16 @@ def load_weights_into(net: torch.nn.Module, path: str | os.PathLike, model_hpara
 
     Used to fine-tune: only the weights are taken (no optimizer, scheduler or counters). The
     checkpoint's :data:`WEIGHT_KEYS` must equal ``model_hparams``' (the new run evaluates with its own
-    ``eval_margin``), except that a network without a skip may start one with ``model.residual=affine``:
-    its two scalars start at 0, so the new network computes what the old one did. The error names ``key``.
+    ``eval_margin``); the error names ``key``.
     """
     hparams, state = read_checkpoint(path)
-    gains_affine_skip = hparams.get("residual", False) is False and model_hparams.get("residual") == "affine"
     differ = [
         f"{name}: {hparams[name]!r} in the checkpoint, {model_hparams.get(name)!r} in model"
         for name in WEIGHT_KEYS
         if name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
-        if not (name == "residual" and gains_affine_skip)
     ]
     if differ:
         raise ValueError(f"{key}={path}: a different network ({'; '.join(differ)}); set model.* to match")
-    if gains_affine_skip:
-        state = {**state, AFFINE_KEY: torch.zeros(2)}
     net.load_state_dict(state)
 
 

@@ -41,7 +41,6 @@ ADDED_DEFAULTS = {
     "optim.gamma": 0.5,
     "optim.patience": 5,
     "optim.monitor": None,
-    "optim.skip_lr": None,
     "optim.mode": None,
     # declared by lightning_modules/commands/schemas.py: present in every config since then
     "data.train_noise": None,

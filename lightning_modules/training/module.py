@@ -117,6 +117,4 @@ class LitDenoiser(L.LightningModule):
         self.log_dict(values, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optim = self.hparams.optim
-        params = trainable(self, optim.get("skip_lr"))
-        return build_optimizers(params, optim, int(self.trainer.estimated_stepping_batches))
+        return build_optimizers(trainable(self), self.hparams.optim, int(self.trainer.estimated_stepping_batches))

@@ -8,8 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_modules.nets.skip import AFFINE_KEY
-
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("none", "cosine", "step", "plateau")
 SCHEDULER_KEYS = {"step": ("step_epochs", "gamma"), "plateau": ("gamma", "patience")}  # defaults: conf/optim
@@ -25,8 +23,6 @@ def check_optim_config(optim: dict[str, Any]) -> None:
         raise ValueError(f"optim.weight_decay must be >= 0, got {optim.get('weight_decay')}")
     if optim.get("scheduler", "none") not in SCHEDULERS:
         raise ValueError(f"optim.scheduler={optim.get('scheduler')!r} is unknown; choose one of {SCHEDULERS}")
-    if optim.get("skip_lr") is not None and not float(optim["skip_lr"]) > 0:
-        raise ValueError(f"optim.skip_lr must be > 0 (or null), got {optim['skip_lr']}")
     if int(optim.get("warmup_steps", 0)) < 0:
         raise ValueError(f"optim.warmup_steps must be >= 0, got {optim.get('warmup_steps')}")
     for key in SCHEDULER_KEYS.get(optim.get("scheduler", "none"), ()):
@@ -77,13 +73,5 @@ def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> di
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
 
 
-def trainable(module: nn.Module, skip_lr: float | None = None) -> list[Any]:
-    """The parameters to train; with ``skip_lr``, the affine skip's two scalars in a group of their own
-    at that learning rate (Adam moves a weight by about the learning rate per step, so at a network's
-    rate they would take thousands of steps to reach the identity)."""
-    params = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
-    skip = [p for name, p in params if name.endswith(AFFINE_KEY)]
-    if skip_lr is None or not skip:
-        return [p for _, p in params]
-    rest = [p for name, p in params if not name.endswith(AFFINE_KEY)]
-    return [{"params": rest}, {"params": skip, "lr": float(skip_lr)}]
+def trainable(module: nn.Module):
+    return (p for p in module.parameters() if p.requires_grad)
