@@ -195,17 +195,9 @@ COMMANDS_AND_THEIR_REQUIRED_SETTINGS = {
 }
 
 
-def _unset(node: DictConfig, prefix: str = "") -> list[str]:
-    """The settings left at ``???`` (without resolving anything)."""
-    unset = []
-    for key in node.keys():
-        if OmegaConf.is_missing(node, key):
-            unset.append(f"{prefix}{key}")
-            continue
-        child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_interpolation() and not child._is_none():
-            unset += _unset(child, f"{prefix}{key}.")
-    return unset
+def _unset(cfg: DictConfig) -> list[str]:
+    """The settings left at ``???`` (nothing resolved)."""
+    return [key for key, value in _flat(cfg).items() if value == "???"]
 
 
 @pytest.mark.parametrize("group", ["data", "loss", "optim", "training", "trainer", "experiment", "recipe", "debug"])

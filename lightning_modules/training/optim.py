@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_modules.selfsup.config import SUPERVISED_MONITOR
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("none", "cosine", "step", "plateau")
 SCHEDULER_KEYS = {"step": ("step_epochs", "gamma"), "plateau": ("gamma", "patience")}  # defaults: conf/optim
@@ -69,7 +71,7 @@ def build_optimizers(params: Any, optim: dict[str, Any], total_steps: int) -> di
         factor=float(optim["gamma"]),
         patience=int(optim["patience"]),
     )
-    monitor = str(optim.get("monitor") or "val/psnr")
+    monitor = str(optim.get("monitor") or SUPERVISED_MONITOR)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}
 
 
