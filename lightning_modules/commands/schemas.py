@@ -91,6 +91,11 @@ class SsimL1Config(LossConfig):
 
 
 @dataclass
+class PsnrLossConfig(LossConfig):
+    floor: float = MISSING
+
+
+@dataclass
 class OptimConfig:
     name: str = MISSING
     lr: float = MISSING
@@ -308,6 +313,7 @@ SCHEMAS: dict[str, type] = {
     "loss/plain": LossConfig,
     "loss/charbonnier": CharbonnierConfig,
     "loss/ssim_l1": SsimL1Config,
+    "loss/psnr": PsnrLossConfig,
     "training/supervised": SupervisedConfig,
     "training/neighbor2neighbor": Neighbor2NeighborConfig,
     "training/n2v2": N2V2Config,
