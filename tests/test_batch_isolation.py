@@ -13,7 +13,7 @@ from conftest import compose_config, make_paired_dataset, truncate_file
 from omegaconf import OmegaConf
 
 from lightning_modules.inference.evaluate import evaluate
-from lightning_modules.inference.failures import FAILED_LIST
+from lightning_modules.inference.failed_list import FAILED_LIST
 from lightning_modules.nets.checkpoints import save_weights
 from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.report.report import report

@@ -21,7 +21,7 @@ from datamodules.io.images import read_image, write_image
 from datamodules.io.pixels import ImageInfo
 from lightning_modules.commands.errors import check_command_line, is_project_check
 from lightning_modules.inference.denoise import denoise
-from lightning_modules.inference.failures import FAILED_LIST
+from lightning_modules.inference.failed_list import FAILED_LIST
 from lightning_modules.inference.outputs import MODEL_RECORD
 from lightning_modules.runs.disk import DiskFullError
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS

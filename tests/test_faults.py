@@ -169,17 +169,17 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_checkpoint_writer_keeps_the_old_file_when_a_save_fails(tmp_path, monkeypatch):
-    import lightning_modules.training.faults as faults
+    import lightning_modules.training.safeguards as safeguards
 
     path = tmp_path / "last.ckpt"
-    io = faults.AtomicCheckpointIO()
+    io = safeguards.AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
 
     def broken(checkpoint, target):
         Path(target).write_bytes(b"half a checkpoi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(faults, "_atomic_save", broken)
+    monkeypatch.setattr(safeguards, "_atomic_save", broken)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}

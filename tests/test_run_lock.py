@@ -135,11 +135,11 @@ def test_ctrl_c_writes_interrupted_status_and_says_how_to_resume(tmp_path, monke
 
 
 def test_training_refuses_to_start_without_room_for_its_checkpoints(tmp_path, monkeypatch):
-    import lightning_modules.training.faults as faults
+    import lightning_modules.training.safeguards as safeguards
 
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 1, "test": 1})
     run_dir = tmp_path / "logs" / "train" / "runs" / "r"
-    monkeypatch.setattr(faults, "free_bytes", lambda path: 5 * 2**20)
+    monkeypatch.setattr(safeguards, "free_bytes", lambda path: 5 * 2**20)
     with pytest.raises(DiskFullError) as caught:
         train(tiny_train_config(run_dir, ["data=pairs", f"data.root={data}"]))
     assert str(caught.value).startswith(f"{run_dir}: no space left on device for this run's checkpoints (5 MB free, ")
@@ -157,17 +157,17 @@ def test_training_refuses_to_start_without_room_for_its_checkpoints(tmp_path, mo
 )
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch, failure):
     import lightning_modules.runs.disk as disk
-    import lightning_modules.training.faults as faults
+    import lightning_modules.training.safeguards as safeguards
 
     path = tmp_path / "last.ckpt"
-    io = faults.AtomicCheckpointIO()
+    io = safeguards.AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
 
     def full(checkpoint, target):
         Path(target).write_bytes(b"half a checkpoi")
         raise failure
 
-    monkeypatch.setattr(faults, "_atomic_save", full)
+    monkeypatch.setattr(safeguards, "_atomic_save", full)
     monkeypatch.setattr(disk.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
     with pytest.raises(DiskFullError) as caught:
         io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
@@ -181,14 +181,14 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_old_one
 
 
 def test_a_checkpoint_save_that_fails_otherwise_keeps_its_own_error(tmp_path, monkeypatch):
-    import lightning_modules.training.faults as faults
+    import lightning_modules.training.safeguards as safeguards
 
     def broken(checkpoint, target):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
 
-    monkeypatch.setattr(faults, "_atomic_save", broken)  # plenty of room: not a full disk
+    monkeypatch.setattr(safeguards, "_atomic_save", broken)  # plenty of room: not a full disk
     with pytest.raises(RuntimeError, match="unexpected pos") as caught:
-        faults.AtomicCheckpointIO().save_checkpoint({"step": 2}, tmp_path / "last.ckpt")
+        safeguards.AtomicCheckpointIO().save_checkpoint({"step": 2}, tmp_path / "last.ckpt")
     assert not isinstance(caught.value, DiskFullError)
 
 

@@ -17,7 +17,7 @@ from datamodules.io.images import check_bit_depth, read_image, write_image
 from datamodules.io.pixels import ImageInfo, ImageReadError
 from lightning_modules.inference.backends import choose_path, load_predictor, pick_device
 from lightning_modules.inference.ensemble import with_tta
-from lightning_modules.inference.failures import FAILED_LIST, write_failures
+from lightning_modules.inference.failed_list import FAILED_LIST, write_failures
 from lightning_modules.inference.input_range import InputCheck, read_input_range
 from lightning_modules.inference.outputs import (  # noqa: F401 - find_inputs, plan_outputs: the public names
     MODEL_RECORD,

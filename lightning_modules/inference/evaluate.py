@@ -21,7 +21,7 @@ from datamodules.io.images import check_bit_depth, read_image, write_image
 from datamodules.io.pixels import ImageReadError
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import DihedralView, with_tta
-from lightning_modules.inference.failures import FAILED_LIST, write_failures
+from lightning_modules.inference.failed_list import FAILED_LIST, write_failures
 from lightning_modules.inference.input_range import InputCheck, read_input_range
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import check_margin, run_network

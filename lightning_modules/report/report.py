@@ -32,7 +32,7 @@ from lightning_modules.classical.baselines import LABELS, select_baselines
 from lightning_modules.classical.stabilisers import fit_affine_degradation
 from lightning_modules.inference.backends import pick_device
 from lightning_modules.inference.ensemble import with_tta
-from lightning_modules.inference.failures import FAILED_LIST, write_failures
+from lightning_modules.inference.failed_list import FAILED_LIST, write_failures
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.metrics import METRIC_NAMES
 from lightning_modules.report.document import checkpoint_info, software_versions, write_document

@@ -13,8 +13,8 @@ from torchmetrics import MaxMetric, MeanMetric
 from lightning_modules.nets.losses import build_loss
 from lightning_modules.nets.metrics import METRIC_NAMES, image_metrics
 from lightning_modules.nets.unet import DenoisingUnet, network_defaults
-from lightning_modules.training.faults import NonFiniteLossError
 from lightning_modules.training.optim import build_optimizers, check_optim_config, trainable
+from lightning_modules.training.safeguards import NonFiniteLossError
 
 
 class StageMetrics(nn.Module):

@@ -30,8 +30,8 @@ from lightning_modules.runs.ranks import is_rank_zero
 from lightning_modules.runs.records import mark_completed, read_run_info, start_attempt
 from lightning_modules.runs.resume import checkpoint_progress, find_resumable
 from lightning_modules.training.distributed import check_distributed_launch, finish_process_group
-from lightning_modules.training.faults import AtomicCheckpointIO, check_free_space
 from lightning_modules.training.optim import check_optim_config
+from lightning_modules.training.safeguards import AtomicCheckpointIO, check_free_space
 from lightning_modules.training.self_supervised import build_module, prepare_training
 from lightning_modules.training.stages import train_stages
 
