@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
+from lightning_modules.commands.denoise import denoise
 from lightning_modules.commands.errors import check_command_line, one_line_errors
 from lightning_modules.commands.resolvers import prepare_hydra
-from lightning_modules.inference.denoise import denoise
 
 prepare_hydra()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 

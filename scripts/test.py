@@ -4,8 +4,8 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_modules.commands.errors import check_command_line, one_line_errors
+from lightning_modules.commands.evaluate import evaluate
 from lightning_modules.commands.resolvers import prepare_hydra
-from lightning_modules.inference.evaluate import evaluate
 
 prepare_hydra()  # ${job_dirname:...} in conf/hydra/default.yaml, used by -m
 

@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from lightning_modules.commands.errors import check_command_line, one_line_errors
 from lightning_modules.commands.resolvers import prepare_hydra
-from lightning_modules.training.train import train
+from lightning_modules.commands.train import train
 
 prepare_hydra()
 

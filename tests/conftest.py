@@ -125,7 +125,7 @@ def _onnx_cache(tmp_path_factory):
 
 def run_report(run: Path, out: Path, *overrides: str) -> dict:
     """``scripts/report.py``'s logic on the ``best_model.pth`` of ``run``, CPU, no progress bar, into ``out``."""
-    from lightning_modules.report.report import report
+    from lightning_modules.commands.report import report
 
     cfg = compose_config(
         "report",

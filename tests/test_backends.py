@@ -171,7 +171,7 @@ def test_the_default_configs_network_runs_on_every_backend(tmp_path):
 
 
 def _denoise(folder, checkpoint, backend: str) -> np.ndarray:
-    from lightning_modules.inference.denoise import denoise
+    from lightning_modules.commands.denoise import denoise
 
     cfg = compose_config(
         "denoise",

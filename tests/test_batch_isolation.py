@@ -12,11 +12,11 @@ import torch
 from conftest import compose_config, make_paired_dataset, truncate_file
 from omegaconf import OmegaConf
 
-from lightning_modules.inference.evaluate import evaluate
+from lightning_modules.commands.evaluate import evaluate
+from lightning_modules.commands.report import report
 from lightning_modules.inference.failed_list import FAILED_LIST
 from lightning_modules.nets.checkpoints import save_weights
 from lightning_modules.nets.unet import DenoisingUnet
-from lightning_modules.report.report import report
 
 NET = {"encoder_name": "resnet18", "residual": True, "decoder_channels": [16, 16, 16, 16, 16], "norm": "batch"}
 

@@ -253,7 +253,7 @@ def test_every_data_option_has_bit_depth_and_older_runs_keep_their_fingerprint(d
 
 
 def _denoised(folder, output, *extra):
-    from lightning_modules.inference.denoise import denoise
+    from lightning_modules.commands.denoise import denoise
 
     overrides = [f"input={folder}", f"output={output}", "tile=64", "overlap=16", "progress=false", *extra]
     assert denoise(compose_config("denoise", overrides))["failed"] == 0
@@ -281,7 +281,7 @@ def test_denoised_12bit_png_keeps_its_scale(tmp_path):
 def test_test_script_reads_bit_depth_itself(tmp_path):
     """evaluate(cfg) with bit_depth=12 scores 12-bit pairs in plain 16-bit PNGs as the same pairs stored
     over 0..65535 (no wrapper in scripts/test.py needed); auto reads them as dark 16-bit images."""
-    from lightning_modules.inference.evaluate import evaluate
+    from lightning_modules.commands.evaluate import evaluate
 
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:64, 0:64]

@@ -19,8 +19,8 @@ from conftest import compose_config
 from datamodules.io.atomic import atomic_write
 from datamodules.io.images import read_image, write_image
 from datamodules.io.pixels import ImageInfo
+from lightning_modules.commands.denoise import denoise
 from lightning_modules.commands.errors import check_command_line, is_project_check
-from lightning_modules.inference.denoise import denoise
 from lightning_modules.inference.failed_list import FAILED_LIST
 from lightning_modules.inference.outputs import MODEL_RECORD
 from lightning_modules.runs.disk import DiskFullError
@@ -161,7 +161,7 @@ def test_the_model_is_recorded_and_another_one_refuses_unless_overwrite(tmp_path
 
 
 def test_a_full_disk_while_writing_an_output_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    import lightning_modules.inference.denoise as module
+    import lightning_modules.commands.denoise as module
 
     inputs, out = tmp_path / "in", tmp_path / "out"
     for k in range(3):

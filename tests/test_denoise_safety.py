@@ -13,7 +13,7 @@ from conftest import compose_config
 
 from datamodules.io.images import read_image, write_image
 from datamodules.io.pixels import ImageInfo
-from lightning_modules.inference.denoise import denoise, plan_outputs
+from lightning_modules.commands.denoise import denoise, plan_outputs
 from lightning_modules.inference.failed_list import FAILED_LIST
 
 REPO = Path(__file__).resolve().parents[1]

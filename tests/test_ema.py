@@ -6,9 +6,9 @@ import torch
 from conftest import tiny_train_config
 
 from datamodules.datamodule import PairedDataModule
+from lightning_modules.commands.train import train
 from lightning_modules.nets.checkpoints import build_network, load_network
 from lightning_modules.nets.metrics import image_metrics
-from lightning_modules.training.train import train
 
 
 def _ema_config(run_dir, paired_root, test: bool):

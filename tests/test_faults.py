@@ -13,8 +13,8 @@ import torch
 from conftest import make_paired_dataset, tiny_train_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_modules.commands.train import train
 from lightning_modules.runs.records import config_fingerprint, read_run_info
-from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

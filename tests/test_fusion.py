@@ -119,10 +119,10 @@ def test_n2v2_config_fuses_by_default_and_the_module_validates_the_fused_output(
 
 @pytest.mark.e2e  # a 1-epoch training on 64² images, then test.py and the denoise path
 def test_simulated_n2v2_run_records_its_noise_level_and_every_inference_path_fuses(tmp_path):
+    from lightning_modules.commands.evaluate import evaluate
+    from lightning_modules.commands.train import train
     from lightning_modules.inference.backends import choose_path, load_predictor
-    from lightning_modules.inference.evaluate import evaluate
     from lightning_modules.nets.checkpoints import load_network
-    from lightning_modules.training.train import train
 
     root = make_clean_dataset(tmp_path / "clean", {"train": 8, "val": 2, "test": 2})
     run_dir = tmp_path / "logs" / "train" / "runs" / "run1"

@@ -12,7 +12,7 @@ from conftest import compose_config
 from datamodules.io.images import read_image, write_image
 from datamodules.io.pixels import ImageInfo
 from datamodules.noise import AffineGaussianNoiseModel, PhysicalNoiseModel
-from lightning_modules.inference.denoise import denoise
+from lightning_modules.commands.denoise import denoise
 from lightning_modules.inference.input_range import (
     INPUT_RANGE_FILE,
     InputCheck,

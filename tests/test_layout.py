@@ -60,9 +60,9 @@ def test_only_training_imports_lightning():
 
 @pytest.mark.e2e
 def test_denoise_starts_without_smp_and_the_check_can_see_an_import():
-    assert _first_importer(["lightning_modules.inference.denoise"], "segmentation_models_pytorch") is None
-    modules = ["lightning_modules.inference.denoise", "lightning_modules.training.train"]
-    assert _first_importer(modules, "lightning") == "lightning_modules.training.train"
+    assert _first_importer(["lightning_modules.commands.denoise"], "segmentation_models_pytorch") is None
+    modules = ["lightning_modules.commands.denoise", "lightning_modules.commands.train"]
+    assert _first_importer(modules, "lightning") == "lightning_modules.commands.train"
 
 
 def test_old_style_run_config_loads_with_current_classes(tmp_path):

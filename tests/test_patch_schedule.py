@@ -11,7 +11,7 @@ from conftest import tiny_train_config
 
 from datamodules.datamodule import SimulatedDataModule
 from datamodules.patch_schedule import PatchPhase, check_step_budget, parse_patch_schedule, phase_at
-from lightning_modules.training.train import check_train_config, train
+from lightning_modules.commands.train import check_train_config, train
 
 WHOLE_LATER = [{"start": 0.5, "patch_size": None, "batch_size": 4}]
 

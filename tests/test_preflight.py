@@ -13,7 +13,7 @@ from PIL import Image
 
 from datamodules.io.pairing import DatasetLayoutError
 from datamodules.preflight import decode_all
-from lightning_modules.training.train import train
+from lightning_modules.commands.train import train
 
 
 def colour(path: Path) -> None:

@@ -321,8 +321,8 @@ def test_sweep_summary_lists_ok_failed_and_unstarted_jobs(tmp_path):
 
 
 def test_sweep_summary_shows_a_job_stopped_with_ctrl_c_as_interrupted(tmp_path):
+    from lightning_modules.commands.train import _interrupted
     from lightning_modules.report.sweep import summarise_sweep
-    from lightning_modules.training.train import _interrupted
 
     sweep = tmp_path / "multiruns" / "2026-01-01_00-00-00"
     stopped = _job(sweep, 0, "0.1")

@@ -19,12 +19,12 @@ from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf
 
 from lightning_modules.commands.errors import is_project_check
+from lightning_modules.commands.train import train
 from lightning_modules.runs.disk import DiskFullError
 from lightning_modules.runs.folders import RUN_CONFIG
 from lightning_modules.runs.hydra import STATUS_FILE
 from lightning_modules.runs.lock import LOCK_FILE, RunLock, RunLockedError
 from lightning_modules.runs.records import RUN_INFO, config_fingerprint
-from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD_LOCK = (

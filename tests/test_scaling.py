@@ -14,11 +14,11 @@ from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf
 
 from datamodules.datamodule import worker_start_method
+from lightning_modules.commands.train import train
 from lightning_modules.nets.checkpoints import load_weights_into, read_checkpoint
 from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
 from lightning_modules.training import distributed
-from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

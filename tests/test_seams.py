@@ -20,8 +20,8 @@ from datamodules.io.images import read_image, write_image
 from datamodules.io.pairing import list_images
 from datamodules.io.pixels import ImageInfo
 from datamodules.noise import AffineGaussianNoiseModel
+from lightning_modules.commands.denoise import denoise
 from lightning_modules.inference.backends import choose_path, load_predictor
-from lightning_modules.inference.denoise import denoise
 from lightning_modules.inference.tile_plan import plan_for
 from lightning_modules.runs.folders import PRETRAINED_DIR, PRETRAINED_WEIGHTS
 

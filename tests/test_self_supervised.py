@@ -323,7 +323,7 @@ def test_noisy_data_errors_name_the_folder_or_file(tmp_path):
     (broken / "scan_03.png").write_bytes(b"not a png")
     run_dir = tmp_path / "logs" / "train" / "runs" / "broken"
     cfg = tiny_train_config(run_dir, ["data=noisy", f"data.root={broken}", "training=neighbor2neighbor", "test=false"])
-    from lightning_modules.training.train import train
+    from lightning_modules.commands.train import train
 
     with pytest.raises((ImageReadError, DatasetLayoutError), match=r"scan_03.png"):  # named before step 1
         train(cfg)
@@ -362,8 +362,8 @@ def test_module_trains_on_low_images_alone_and_keeps_plain_hyper_parameters(opti
 @pytest.mark.e2e  # 25-40 s in process on the busy 2-core machine: over the fast tier's 10 s
 def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     """The issue's Done-means, in process: train on low-dose images alone, evaluate against pairs."""
+    from lightning_modules.commands.evaluate import evaluate
     from lightning_modules.inference.backends import choose_path, load_predictor
-    from lightning_modules.inference.evaluate import evaluate
     from lightning_modules.nets.checkpoints import load_network
 
     pairs = make_paired_dataset(tmp_path / "pairs", {"train": 8, "val": 2, "test": 2})
@@ -382,7 +382,7 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
             "test=false",  # the run's own test on noisy data (skipped: no clean images) is covered by the e2e test below
         ],
     )
-    from lightning_modules.training.train import train
+    from lightning_modules.commands.train import train
 
     metrics = train(cfg)
     assert np.isfinite(metrics["val/ssl_loss"]) and "val/psnr" not in metrics
@@ -405,7 +405,7 @@ def test_noisy_run_trains_and_test_py_evaluates_it_on_pairs(tmp_path):
     assert saved["intensity_map"]["gain"] == pytest.approx(summary["intensity_map"]["gain"])
     assert torch.load(best, weights_only=True)["hyper_parameters"]["intensity_map"] is None  # test.py only reads
 
-    from lightning_modules.report.report import report
+    from lightning_modules.commands.report import report
 
     report_args = [f"run={run_dir}", "ckpt=best", f"data_root={pairs}", "baselines=[]", f"out_dir={tmp_path / 'r'}"]
     reported = report(compose_config("report", [*report_args, "progress=false", "device=cpu", "html=false"]))

@@ -10,9 +10,9 @@ from conftest import compose_config, make_paired_dataset, tiny_train_config
 from omegaconf import OmegaConf, open_dict
 
 from datamodules.datamodule import PairedDataModule
+from lightning_modules.commands.train import train
 from lightning_modules.runs.records import read_run_info
 from lightning_modules.training.stages import STAGES_FILE, stage_configs
-from lightning_modules.training.train import train
 
 
 def test_pretrained_recipe_is_four_cumulative_stages_from_random_weights(tmp_path):

@@ -13,9 +13,9 @@ from conftest import compose_config, make_paired_dataset, tiny_train_config
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
-from lightning_modules.inference.evaluate import evaluate
+from lightning_modules.commands.evaluate import evaluate
+from lightning_modules.commands.train import train
 from lightning_modules.inference.input_range import read_input_range
-from lightning_modules.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,7 +232,7 @@ def test_16bit_dicom_in_16bit_dicom_out_through_the_data_path(trained_run, tmp_p
 def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, tmp_path):
     from datamodules.io.images import read_image, write_image
     from datamodules.io.pixels import ImageInfo
-    from lightning_modules.inference.denoise import denoise
+    from lightning_modules.commands.denoise import denoise
 
     run_dir, _, _ = trained_run
     rng = np.random.default_rng(0)
@@ -262,7 +262,7 @@ def test_denoise_script_keeps_names_formats_and_skips_done_outputs(trained_run, 
 
 
 def test_denoise_errors_are_clear(tmp_path, monkeypatch):
-    from lightning_modules.inference.denoise import denoise
+    from lightning_modules.commands.denoise import denoise
     from lightning_modules.runs import folders as runs
 
     with pytest.raises(FileNotFoundError, match="input=.*no PNG, JPEG, TIFF or DICOM images"):
@@ -277,7 +277,7 @@ def test_shipped_model_denoises_without_training(tmp_path):
     """The shipped weights load and clean a radiograph degraded like the paired data."""
     from datamodules.io.images import read_image, write_image
     from datamodules.io.pixels import ImageInfo
-    from lightning_modules.inference.denoise import denoise
+    from lightning_modules.commands.denoise import denoise
 
     clean, _ = read_image(
         REPO

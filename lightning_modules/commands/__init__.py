@@ -1,6 +1,6 @@
 """The top layer: each script's command and what every script wraps around it.
 
-``export(cfg)`` (``scripts/export.py``), ``fit_noise(cfg)`` (``scripts/fit_noise.py``), the config
-resolvers every script registers, and one-line errors. Anything below may be imported from here;
-nothing below imports from here (``tests/test_layers.py``).
+``train(cfg)``, ``evaluate(cfg)`` (``scripts/test.py``), ``denoise(cfg)``, ``report(cfg)``, ``export(cfg)``
+and ``fit_noise(cfg)``, the config schemas and resolvers every script registers, and one-line errors.
+Anything below may be imported from here; nothing below imports from here (``tests/test_layers.py``).
 """

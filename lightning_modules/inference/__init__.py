@@ -1,2 +1,2 @@
-"""Inference without Lightning: device/backend/precision, sliding-window tiling, self-ensembling,
-``denoise(cfg)`` (``scripts/denoise.py``) and ``evaluate(cfg)`` (``scripts/test.py``)."""
+"""Inference without Lightning: device/backend/precision, sliding-window tiling, self-ensembling, input
+checks and scoring a split (the ``denoise`` and ``evaluate`` commands are in ``commands``)."""

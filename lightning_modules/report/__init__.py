@@ -1,1 +1,2 @@
-"""Reports: ``report(cfg)`` (``scripts/report.py``), its dose study, statistics, figures, Markdown, and sweep summaries."""
+"""Reports: the dose study, statistics, figures, Markdown, image quality and sweep summaries (the ``report``
+command is in ``commands``)."""

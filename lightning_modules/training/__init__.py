@@ -1,4 +1,3 @@
-"""Training with Lightning: the LightningModule, ``train(cfg)``, optimizers, callbacks, DDP.
-
-The only subpackage of ``lightning_modules`` that imports Lightning.
+"""Training with Lightning: the LightningModule, optimizers, callbacks, stages, DDP (``train(cfg)`` is in
+``commands``). With ``commands.train`` and ``datamodules.datamodule``, the only code that imports Lightning.
 """

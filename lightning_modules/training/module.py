@@ -1,5 +1,5 @@
 """``LitDenoiser``: the LightningModule that trains and validates :class:`DenoisingUnet` (the test split is
-scored after training by :func:`lightning_modules.inference.evaluate.evaluate`, as ``scripts/test.py`` does)."""
+scored after training by :func:`lightning_modules.commands.evaluate.evaluate`, as ``scripts/test.py`` does)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def stage_configs(cfg: DictConfig, run_dir: Path) -> list[tuple[str, DictConfig]
 
 
 def train_stages(cfg: DictConfig, train_one: Callable[[DictConfig], dict[str, float]]) -> dict[str, float]:
-    """Run ``cfg.stages`` in order with ``train_one`` (:func:`~lightning_modules.training.train.train`);
+    """Run ``cfg.stages`` in order with ``train_one`` (:func:`~lightning_modules.commands.train.train`);
     return the last stage's metrics."""
     run_dir = Path(cfg.paths.output_dir)
     resume = str(cfg.get("resume", "auto"))

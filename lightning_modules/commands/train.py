@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from datamodules.io.atomic import atomic_write_text, ensure_writable_dir
 from datamodules.patch_schedule import check_step_budget, parse_patch_schedule
 from datamodules.preflight import decode_all
-from lightning_modules.inference.evaluate import evaluate
+from lightning_modules.commands.evaluate import evaluate
 from lightning_modules.nets.checkpoints import load_weights_into
 from lightning_modules.nets.losses import LOSSES
 from lightning_modules.runs.folders import (
@@ -286,19 +286,20 @@ def score_test_split(
     cfg: DictConfig, datamodule: L.LightningDataModule, output_dir: Path, ckpt: str | None
 ) -> dict[str, float]:
     """Score ``ckpt`` (the last checkpoint when there is no best) on the test split with
-    :func:`~lightning_modules.inference.evaluate.evaluate`, the function ``scripts/test.py`` runs, so a
-    run's own test and a later ``test.py ckpt=best`` give the same numbers; ``test/<metric>`` means."""
+    :func:`~lightning_modules.commands.evaluate.evaluate`, the function ``scripts/test.py`` runs, so a
+    run's own test and a later ``test.py ckpt=best`` give the same numbers (fp32, as ``test.py``'s default,
+    whatever precision trained: a bf16 CPU would otherwise score differently from one without bf16);
+    ``test/<metric>`` means."""
     if not getattr(datamodule, "has_targets", True):
         print("test split: no full-dose images to score against; not tested", file=sys.stderr)
         return {}
-    precision = "bf16" if "bf16" in str(cfg.trainer.get("precision")) else "32"
     test_cfg = OmegaConf.create(
         {
             "ckpt": ckpt or str(output_dir / CHECKPOINT_DIR / NAMED_CHECKPOINTS["last"]),
             "run": str(output_dir),
             "split": "test",
             "device": "auto",
-            "precision": precision,
+            "precision": "32",
             "write_images": False,
             "paths": OmegaConf.to_container(cfg.paths, resolve=True),
         }
