@@ -91,11 +91,6 @@ class SsimL1Config(LossConfig):
 
 
 @dataclass
-class PsnrLossConfig(LossConfig):
-    floor: float = MISSING
-
-
-@dataclass
 class OptimConfig:
     name: str = MISSING
     lr: float = MISSING
@@ -313,7 +308,6 @@ SCHEMAS: dict[str, type] = {
     "loss/plain": LossConfig,
     "loss/charbonnier": CharbonnierConfig,
     "loss/ssim_l1": SsimL1Config,
-    "loss/psnr": PsnrLossConfig,
     "training/supervised": SupervisedConfig,
     "training/neighbor2neighbor": Neighbor2NeighborConfig,
     "training/n2v2": N2V2Config,

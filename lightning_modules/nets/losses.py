@@ -37,32 +37,11 @@ class SSIML1Loss(nn.Module):
         return self.alpha * (1.0 - ssim) + (1.0 - self.alpha) * F.l1_loss(pred, target)
 
 
-class PSNRLoss(nn.Module):
-    """Minus the mean per-image PSNR, offset to 0 at the target: mean of ``10·log10(1 + MSE_i / floor)``.
-
-    Every image counts in decibels, as in the reported mean PSNR: under MSE or L1 the noisiest inputs
-    dominate the gradient, and a blind model trained on a wide dose range learns to leave little noise
-    behind there while smoothing images that had little. ``floor`` is the MSE (1e-5: 50 dB) below which
-    an image needs no further improvement, so noise-free inputs do not outweigh the rest.
-    """
-
-    def __init__(self, floor: float = 1e-5) -> None:
-        super().__init__()
-        if floor <= 0:
-            raise ValueError(f"loss.floor must be > 0, got {floor}")
-        self.floor = floor
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)
-        return 10.0 * torch.log10(1.0 + mse / self.floor).mean()
-
-
 LOSSES: dict[str, type[nn.Module]] = {
     "l1": nn.L1Loss,
     "mse": nn.MSELoss,
     "charbonnier": CharbonnierLoss,
     "ssim_l1": SSIML1Loss,
-    "psnr": PSNRLoss,
 }
 
 
