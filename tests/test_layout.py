@@ -1,4 +1,5 @@
-"""The package layout's promises: Lightning stays inside ``training/``, saved configs of older layouts load."""
+"""The package layout's promises: Lightning stays inside ``training/`` (and the ``train`` command and the
+LightningDataModule that use it), saved configs of older layouts load."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lightning_modules.runs.folders import LEGACY_TARGETS, PRETRAINED_DIR, load_
 from lightning_modules.runs.records import config_fingerprint, config_fingerprints
 
 REPO = Path(__file__).resolve().parents[1]
-LIGHTNING_FREE_EXCEPTIONS = {"datamodules.datamodule", "datamodules.throughput"}
+LIGHTNING_FREE_EXCEPTIONS = {"datamodules.datamodule", "datamodules.throughput", "lightning_modules.commands.train"}
 
 
 def _modules(package) -> list[str]:

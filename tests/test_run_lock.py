@@ -199,7 +199,11 @@ def test_sigint_during_training_records_interrupted_and_the_rerun_resumes(tmp_pa
     data = make_paired_dataset(tmp_path / "data", {"train": 4, "val": 1, "test": 1})
     log_dir = tmp_path / "logs"
     command = _train_command(data, log_dir)
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # pytest started as a shell's background job ignores SIGINT, and children inherit that: reset it
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    first = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.time() + 300
     while (
         time.time() < deadline and first.poll() is None and not list(log_dir.glob("train/runs/*/checkpoints/last.ckpt"))
