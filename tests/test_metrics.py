@@ -83,3 +83,27 @@ def test_losses_are_zero_at_target_and_positive_elsewhere(name):
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="loss.name='huber' is unknown"):
         build_loss("huber")
+
+
+def test_summary_leaves_out_infinite_psnr_and_stays_strict_json(tmp_path):
+    """An input identical to its target (a clean input of the detector family) has PSNR = inf."""
+    import json
+
+    from rich.console import Console
+
+    from lightning_modules.inference.evaluate import COLUMNS, metrics_table, write_results
+
+    rows = [dict.fromkeys(COLUMNS[1:], 0.5) | {"file": f"{i}.png"} for i in range(3)]
+    rows[0] |= {"psnr_noisy": float("inf"), "mse_noisy": 0.0}
+    rows[1]["psnr_noisy"], rows[2]["psnr_noisy"] = 30.0, 20.0
+    write_results(tmp_path, rows, {})
+
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=no_constants)
+    assert summary["metrics"]["psnr_noisy"] == {"mean": 25.0, "std": pytest.approx(50**0.5), "not_finite": 1}
+    assert summary["metrics"]["psnr"] == {"mean": 0.5, "std": 0.0}
+    console = Console(width=200, record=True)
+    console.print(metrics_table(summary["metrics"]))
+    assert "25.00 (1 infinite, left out)" in console.export_text()

@@ -110,11 +110,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "fusion": fusion,
     }
     summary = write_results(results_dir, rows, info)
-    means = {k: v["mean"] for k, v in summary["metrics"].items()}
     title = f"{cfg.split} split, {len(rows)} images, {Path(ckpt_path).name}"
     if failed:
         title += f" ({len(failed)} failed, not in the means: {results_dir / FAILED_LIST})"
-    Console().print(metrics_table(means, title=title))
+    Console().print(metrics_table(summary["metrics"], title=title))
     if intensity:
         Console().print(
             f"intensity map: {intensity['gain']:.4f} · output + {intensity['offset']:.4f} ({intensity['split']})"

@@ -71,14 +71,20 @@ def evaluate_dataset(
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean and sample standard deviation of each metric column over the images."""
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean and sample standard deviation of each metric column over the images.
+
+    An input identical to its target has an infinite PSNR; such values are left out of the mean and
+    counted in ``not_finite``, so that ``summary.json`` stays strict JSON (it has no infinity).
+    """
     summary = {}
     for column in COLUMNS[1:]:
-        values = [row[column] for row in rows]
-        mean = sum(values) / len(values)
+        values = [row[column] for row in rows if math.isfinite(row[column])]
+        mean = sum(values) / len(values) if values else None
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        summary[column] = {"mean": mean, "std": std}
+        summary[column] = {"mean": mean, "std": std if values else None}
+        if len(values) < len(rows):
+            summary[column]["not_finite"] = len(rows) - len(values)
     return summary
 
 
@@ -91,9 +97,14 @@ def write_results(results_dir: str | Path, rows: list[dict[str, Any]], info: dic
     return summary
 
 
-def metrics_table(means: dict[str, float], title: str = "Test split") -> rich.table.Table:  # noqa: F821
-    """A rich table with rows ``noisy input`` / ``model`` and columns PSNR / SSIM / MSE."""
+def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "Test split") -> rich.table.Table:  # noqa: F821
+    """A rich table with rows ``noisy input`` / ``model`` and columns PSNR / SSIM / MSE (``summarise``'s means)."""
     from rich.table import Table
+
+    def cell(name: str, fmt: str) -> str:
+        entry = metrics[name]
+        text = "–" if entry["mean"] is None else format(entry["mean"], fmt)
+        return text + (f" ({entry['not_finite']} infinite, left out)" if entry.get("not_finite") else "")
 
     table = Table(title=title)
     table.add_column("")
@@ -101,10 +112,5 @@ def metrics_table(means: dict[str, float], title: str = "Test split") -> rich.ta
     table.add_column("SSIM", justify="right")
     table.add_column("MSE", justify="right")
     for label, suffix in (("noisy input", "_noisy"), ("model", "")):
-        table.add_row(
-            label,
-            f"{means[f'psnr{suffix}']:.2f}",
-            f"{means[f'ssim{suffix}']:.4f}",
-            f"{means[f'mse{suffix}']:.3e}",
-        )
+        table.add_row(label, cell(f"psnr{suffix}", ".2f"), cell(f"ssim{suffix}", ".4f"), cell(f"mse{suffix}", ".3e"))
     return table

@@ -118,7 +118,7 @@ def job_metrics(folder: Path) -> tuple[dict[str, float], str]:
     summary = _json(folder / "results" / "summary.json")
     if summary and "metrics" in summary:
         means = {k: v["mean"] for k, v in summary["metrics"].items()}
-        metrics = {f"test/{k}": float(v) for k, v in means.items() if f"test/{k}" in METRICS}
+        metrics = {f"test/{k}": float(v) for k, v in means.items() if f"test/{k}" in METRICS and v is not None}
         metrics.update({k: v for k, v in tensorboard_scalars(folder).items() if k.startswith("val/")})
         return metrics, "results/summary.json"
     scalars = tensorboard_scalars(folder)
