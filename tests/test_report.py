@@ -227,6 +227,24 @@ def test_paired_report_fits_the_intensity_correction_and_has_no_dose_curves(runs
     assert summary["metrics"]["paired"]["nlm"]["psnr"]["mean"] > summary["metrics"]["paired"]["noisy"]["psnr"]["mean"]
 
 
+def test_a_pair_whose_low_image_is_its_high_image_is_left_out_of_the_means_not_written_as_infinity(runs, tmp_path):
+    import shutil
+
+    base, data = runs
+    root = shutil.copytree(data, tmp_path / "data")
+    shutil.copy(root / "test" / "high" / "img_0.png", root / "test" / "low" / "img_0.png")  # PSNR inf
+    out = tmp_path / "paired"
+    run_report(base / "paired", out, f"data_root={root}", "baselines=[]", "html=false")
+    text = (out / "summary.json").read_text()
+    summary = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in summary.json"))
+    noisy, rows = summary["metrics"]["paired"]["noisy"]["psnr"], list(csv.DictReader((out / "metrics.csv").open()))
+    finite = [float(r["psnr"]) for r in rows if r["method"] == "noisy" and r["file"] != "img_0.png"]
+    assert noisy["not_finite"] == 1 and noisy["n"] == 2 and noisy["mean"] == pytest.approx(np.mean(finite), abs=1e-3)
+    assert summary["differences"]["paired"]["model − noisy"]["psnr"]["not_finite"] == 1
+    assert "(1 infinite, left out)" in (out / "report.md").read_text()
+    assert mean_ci([float("inf")] * 2) == {"mean": None, "std": None, "n": 0, "ci95": None, "not_finite": 2}
+
+
 def test_report_errors_name_the_key(runs, tmp_path):
     from datamodules.io.images import write_image
     from datamodules.io.pixels import ImageInfo

@@ -18,9 +18,16 @@ def fmt(metric: str, value: float) -> str:
     return FORMATS[metric].format(value)
 
 
+def left_out(stat: dict[str, Any]) -> str:
+    """What a cell says of the infinite values its mean left out (``stats.mean_ci``)."""
+    return f" ({stat['not_finite']} infinite, left out)" if stat.get("not_finite") else ""
+
+
 def with_ci(metric: str, stat: dict[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "–" + left_out(stat)
     half = (stat["ci95"][1] - stat["ci95"][0]) / 2
-    return f"{fmt(metric, stat['mean'])} ± {fmt(metric, half)}"
+    return f"{fmt(metric, stat['mean'])} ± {fmt(metric, half)}{left_out(stat)}"
 
 
 def dose_label(key: str) -> str:
@@ -119,8 +126,10 @@ def differences_section(summary: dict[str, Any]) -> list[str]:
 
 def _signed(metric: str, stat: dict[str, Any]) -> str:
     digits = 2 if metric == "psnr" else 4
+    if stat["mean"] is None:
+        return "–" + left_out(stat)
     low, high = stat["ci95"]
-    return f"{stat['mean']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return f"{stat['mean']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]{left_out(stat)}"
 
 
 def detail_table(summary: dict[str, Any]) -> str:
@@ -134,9 +143,12 @@ def detail_table(summary: dict[str, Any]) -> str:
             row = [dose_label(dose), LABELS.get(method, method), stats["psnr"]["n"]]
             for metric, digits in (("psnr", 2), ("ssim", 4)):
                 stat = stats[metric]
+                if stat["mean"] is None:
+                    row += ["–" + left_out(stat), "–", "–"]
+                    continue
                 low, high = stat["ci95"]
                 row += [
-                    f"{stat['mean']:.{digits}f}",
+                    f"{stat['mean']:.{digits}f}{left_out(stat)}",
                     f"{stat['std']:.{digits}f}",
                     f"[{low:.{digits}f}, {high:.{digits}f}]",
                 ]

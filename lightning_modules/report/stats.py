@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,20 +13,29 @@ CONFIDENCE = 0.95
 CI_METHOD = "95 % Student-t confidence interval of the mean over images (mean ± t(0.975, n−1)·s/√n)"
 
 
-def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float | int | list[float]]:
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
     """Mean, sample standard deviation, ``n`` and the Student-t confidence interval of the mean.
 
-    With a single value the interval is ``[mean, mean]`` (no spread can be estimated).
+    With a single value the interval is ``[mean, mean]`` (no spread can be estimated). Non-finite
+    values (the PSNR of an input identical to its target is infinite) are left out and counted in
+    ``not_finite``, so that ``summary.json`` stays strict JSON; with none left, the mean, std and
+    interval are ``None``.
     """
     from scipy.stats import t
 
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         raise ValueError("mean_ci: no values")
-    mean = float(data.mean())
-    std = float(data.std(ddof=1)) if data.size > 1 else 0.0
-    half = float(t.ppf(0.5 + confidence / 2, data.size - 1)) * std / math.sqrt(data.size) if data.size > 1 else 0.0
-    return {"mean": mean, "std": std, "n": int(data.size), "ci95": [mean - half, mean + half]}
+    finite = data[np.isfinite(data)]
+    stat: dict[str, Any] = {"mean": None, "std": None, "n": 0, "ci95": None}
+    if finite.size:
+        mean = float(finite.mean())
+        std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+        half = float(t.ppf(0.5 + confidence / 2, finite.size - 1)) * std / math.sqrt(finite.size) if std else 0.0
+        stat = {"mean": mean, "std": std, "n": int(finite.size), "ci95": [mean - half, mean + half]}
+    if finite.size < data.size:
+        stat["not_finite"] = int(data.size - finite.size)
+    return stat
 
 
 @dataclass(frozen=True)
