@@ -156,12 +156,16 @@ def test_choose_path_auto_and_errors(monkeypatch):
         choose_path("onnxruntime", "bf16", "cpu")
 
 
-def test_the_default_configs_network_runs_on_every_backend(tmp_path):
-    """``conf/model/unet.yaml`` trains GroupNorm networks: ONNX Runtime and the default path run them too."""
+@pytest.mark.parametrize("network", [{"norm": "group"}, {"norm": "batch", "input_block": True}])
+def test_the_default_configs_network_runs_on_every_backend(tmp_path, network):
+    """``conf/model/unet.yaml`` trains GroupNorm networks, optionally with the full-resolution input
+    block: ONNX Runtime and the default path run them too."""
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    net = DenoisingUnet(residual=True, norm="group").eval()
-    path = save_weights(tmp_path / "gn.pth", net, {**HPARAMS, "norm": "group"})
+    net = DenoisingUnet(residual=True, **network).eval()
+    if net.input_block is not None:  # it starts as a no-op: make it do something
+        torch.nn.init.normal_(net.input_block.mix[-1].weight, std=0.05)
+    path = save_weights(tmp_path / "gn.pth", net, {**HPARAMS, **network})
     x = _input(1, 1, 70, 45)
     for backend in ("auto", "onnxruntime", "torch"):
         predictor, taken = load_predictor(path, "cpu", choose_path(backend, "32", "cpu"), cache_dir=tmp_path)

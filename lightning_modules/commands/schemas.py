@@ -73,6 +73,7 @@ class ModelConfig:
     norm: str = MISSING
     eval_margin: int = MISSING
     channels_last: bool = MISSING
+    input_block: bool = MISSING
 
 
 @dataclass

@@ -34,7 +34,11 @@ from lightning_modules.selfsup.intensity import MAP_KEY, with_intensity_map
 
 BACKENDS = ("auto", "torch", "compile", "onnxruntime")
 PRECISIONS = ("auto", "32", "bf16")
-FP32_TAIL = ("unet.decoder.blocks.-1", "unet.segmentation_head")  # modules that run in fp32 under bf16 autocast
+FP32_TAIL = (
+    "unet.decoder.blocks.-1",
+    "input_block",
+    "unet.segmentation_head",
+)  # modules that run in fp32 under bf16 autocast
 
 
 def pick_device(name: str) -> torch.device:
@@ -165,7 +169,7 @@ def keep_fp32(net: nn.Module, names: tuple[str, ...] = FP32_TAIL) -> nn.Module:
             continue
         if isinstance(parent, nn.ModuleList):
             child = str(int(child) % len(parent))
-        if hasattr(parent, child):
+        if getattr(parent, child, None) is not None:
             setattr(parent, child, Fp32(getattr(parent, child)))
     return net
 

@@ -40,14 +40,14 @@ def default_cache_dir() -> Path:
 
 
 class _Core(nn.Module):
-    """The DenoisingUnet without its padding: ``net.unet`` and the input skip."""
+    """The DenoisingUnet without its padding: ``net.body`` and the input skip."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.skip(self.net.unet(x), x)
+        return self.net.skip(self.net.body(x), x)
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike) -> Path:

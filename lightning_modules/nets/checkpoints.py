@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from lightning_modules.nets.unet import DenoisingUnet
 
 # The DenoisingUnet arguments that define what its weights mean: fine-tuning needs them equal.
-WEIGHT_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm")
+WEIGHT_KEYS = ("encoder_name", "residual", "decoder_attention_type", "decoder_channels", "norm", "input_block")
 # The arguments a checkpoint stores; together they rebuild the network. eval_margin changes no weight.
 NETWORK_KEYS = (*WEIGHT_KEYS, "eval_margin")
 
@@ -154,16 +154,22 @@ def load_weights_into(net: torch.nn.Module, path: str | os.PathLike, model_hpara
 
     Used to fine-tune: only the weights are taken (no optimizer, scheduler or counters). The
     checkpoint's :data:`WEIGHT_KEYS` must equal ``model_hparams``' (the new run evaluates with its own
-    ``eval_margin``); the error names ``key``.
+    ``eval_margin``); the error names ``key``. One exception: a checkpoint without ``input_block``
+    goes into a network with one, which starts as a no-op (:class:`~lightning_modules.nets.unet.FullResolutionInput`).
     """
     hparams, state = read_checkpoint(path)
+    grows = bool(model_hparams.get("input_block")) and not hparams.get("input_block")
     differ = [
         f"{name}: {hparams[name]!r} in the checkpoint, {model_hparams.get(name)!r} in model"
         for name in WEIGHT_KEYS
-        if name in hparams and _plain(hparams[name]) != _plain(model_hparams.get(name))
+        if name in hparams
+        and _plain(hparams[name]) != _plain(model_hparams.get(name))
+        and not (grows and name == "input_block")
     ]
     if differ:
         raise ValueError(f"{key}={path}: a different network ({'; '.join(differ)}); set model.* to match")
+    if grows:
+        state = {**{k: v for k, v in net.state_dict().items() if k.startswith("input_block.")}, **state}
     net.load_state_dict(state)
 
 

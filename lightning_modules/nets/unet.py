@@ -37,6 +37,9 @@ class DenoisingUnet(nn.Module):
         eval_margin: pixels of edge replication around every input in eval mode (validation, test,
             inference; training crops get none): keeps the zero padding of the convolutions away
             from the image's own edges (:data:`~lightning_modules.nets.forward.DEFAULT_EVAL_MARGIN`).
+        input_block: add :class:`FullResolutionInput`, which gives the decoder's output the input
+            image at full resolution (``smp.Unet`` drops that skip: every pixel is rebuilt from
+            features at half resolution or coarser).
 
     Shapes: (B, 1, H, W) → (B, 1, H, W), intensities in [0, 1] (not clamped).
     """
@@ -51,6 +54,7 @@ class DenoisingUnet(nn.Module):
         encoder_depth: int = 5,
         norm: str = "batch",
         eval_margin: int = DEFAULT_EVAL_MARGIN,
+        input_block: bool = False,
     ) -> None:
         super().__init__()
         if norm not in ("batch", "group"):
@@ -71,13 +75,41 @@ class DenoisingUnet(nn.Module):
         )
         if norm == "group":
             _batch_to_group_norm(self.unet)
+        self.input_block = FullResolutionInput(decoder_channels[-1]) if input_block else None
         self.skip = InputSkip(residual)
         self.multiple = 2**encoder_depth
         self.eval_margin = check_margin(eval_margin)
 
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """``smp.Unet``'s forward (with the input block) on sides that are multiples of ``multiple``."""
+        features = self.unet.encoder(x)
+        decoded = self.unet.decoder(features)
+        if self.input_block is not None:
+            decoded = self.input_block(decoded, x)
+        return self.unet.segmentation_head(decoded)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         margin = 0 if self.training else self.eval_margin
-        return self.skip(forward_padded(self.unet, x, self.multiple, margin), x)
+        return self.skip(forward_padded(self.body, x, self.multiple, margin), x)
+
+
+class FullResolutionInput(nn.Module):
+    """``decoded + f([decoded, x])``: two 3×3 convolutions over the decoder's full-resolution output
+    and the input image. The second starts at zero, so a network trained without the block gains it
+    with its output unchanged (``init_weights=`` a checkpoint without it)."""
+
+    def __init__(self, channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.mix = nn.Sequential(
+            nn.Conv2d(channels + 1, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1),
+        )
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
+
+    def forward(self, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return decoded + self.mix(torch.cat([decoded, x.to(decoded.dtype)], dim=1))
 
 
 def network_defaults() -> dict[str, Any]:
