@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from conftest import compose_config
+from omegaconf import OmegaConf
 
 from lightning_modules.nets.checkpoints import load_weights_into, save_weights
 from lightning_modules.nets.unet import DenoisingUnet
@@ -37,3 +39,14 @@ def test_a_checkpoint_with_the_block_does_not_load_into_a_network_without_it(tmp
     path = save_weights(tmp_path / "grown.pth", grown, {**PLAIN, "input_block": True})
     with pytest.raises(ValueError, match=r"init_weights=.*input_block: True in the checkpoint, False in model"):
         load_weights_into(_net(), path, {**PLAIN, "input_block": False}, "init_weights")
+
+
+def test_runs_from_before_the_block_keep_their_fingerprint_so_resume_finds_them():
+    from lightning_modules.runs.records import config_fingerprint
+
+    cfg = compose_config("train", ["experiment=pretrained", "data.root=somewhere"])
+    before = OmegaConf.to_container(cfg, resolve=False)
+    del before["model"]["input_block"]  # a run started before the key existed
+    assert config_fingerprint(cfg) == config_fingerprint(OmegaConf.create(before))
+    grown = compose_config("train", ["experiment=pretrained", "data.root=somewhere", "model.input_block=true"])
+    assert config_fingerprint(grown) != config_fingerprint(cfg)

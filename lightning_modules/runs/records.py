@@ -33,6 +33,7 @@ NOT_FINGERPRINTED = ("hydra", "paths", "resume", "ckpt_path", "preflight")
 ADDED_DEFAULTS = {
     "training": SUPERVISED,
     "model.eval_margin": DEFAULT_EVAL_MARGIN,
+    "model.input_block": False,
     "data.patch_schedule": None,
     "data.bit_depth": "auto",
     "data.train_subset": None,
