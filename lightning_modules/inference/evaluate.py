@@ -97,14 +97,18 @@ def write_results(results_dir: str | Path, rows: list[dict[str, Any]], info: dic
     return summary
 
 
+def left_out(entry: dict[str, Any]) -> str:
+    """What a table cell says of the infinite values its mean left out (``summarise``, ``report.stats.mean_ci``)."""
+    return f" ({entry['not_finite']} infinite, left out)" if entry.get("not_finite") else ""
+
+
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "Test split") -> rich.table.Table:  # noqa: F821
     """A rich table with rows ``noisy input`` / ``model`` and columns PSNR / SSIM / MSE (``summarise``'s means)."""
     from rich.table import Table
 
     def cell(name: str, fmt: str) -> str:
         entry = metrics[name]
-        text = "–" if entry["mean"] is None else format(entry["mean"], fmt)
-        return text + (f" ({entry['not_finite']} infinite, left out)" if entry.get("not_finite") else "")
+        return ("–" if entry["mean"] is None else format(entry["mean"], fmt)) + left_out(entry)
 
     table = Table(title=title)
     table.add_column("")

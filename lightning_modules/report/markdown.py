@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lightning_modules.classical.baselines import DESCRIPTIONS, LABELS
+from lightning_modules.inference.evaluate import left_out
 from lightning_modules.report.document import markdown_table
 from lightning_modules.report.stats import CI_METHOD
 from lightning_modules.report.study import PAIRED
@@ -16,11 +17,6 @@ TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE"}
 
 def fmt(metric: str, value: float) -> str:
     return FORMATS[metric].format(value)
-
-
-def left_out(stat: dict[str, Any]) -> str:
-    """What a cell says of the infinite values its mean left out (``stats.mean_ci``)."""
-    return f" ({stat['not_finite']} infinite, left out)" if stat.get("not_finite") else ""
 
 
 def with_ci(metric: str, stat: dict[str, Any]) -> str:
