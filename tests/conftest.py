@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from datamodules.io.images import write_image
 from datamodules.io.pixels import ImageInfo
@@ -139,3 +139,28 @@ def run_report(run: Path, out: Path, *overrides: str) -> dict:
         ],
     )
     return report(cfg)
+
+
+TINY_NET = {
+    "encoder_name": "resnet18",
+    "residual": True,
+    "decoder_attention_type": None,
+    "decoder_channels": [16, 16, 16, 16, 16],
+    "norm": "batch",
+    "channels_last": False,
+}
+PHYSICAL_NOISE = {"_target_": "datamodules.noise.PhysicalNoiseModel", "I0": 2000.0, "sigma_e": 5.0}
+
+
+def write_untrained_run(run: Path, data_cfg: dict) -> Path:
+    """A run folder as ``train.py`` leaves one (``run_config.yaml``, ``checkpoints/best_model.pth``), holding
+    an untrained tiny network seeded with 0, so the report's logic can be run on it."""
+    from lightning_modules.nets.checkpoints import save_weights
+    from lightning_modules.nets.unet import DenoisingUnet
+
+    run.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({"data": data_cfg, "seed": 0}), run / "run_config.yaml")
+    torch.manual_seed(0)
+    net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
+    save_weights(run / "checkpoints" / "best_model.pth", net, TINY_NET)
+    return run

@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from conftest import make_paired_dataset, run_report, smooth_image
+from conftest import PHYSICAL_NOISE, make_paired_dataset, run_report, smooth_image, write_untrained_run
 from omegaconf import OmegaConf
 
 from datamodules.noise import PhysicalNoiseModel
@@ -21,15 +20,6 @@ from lightning_modules.report.image_quality_study import (
     measure_mtf,
     roi_corners,
 )
-
-TINY_NET = {
-    "encoder_name": "resnet18",
-    "residual": True,
-    "decoder_attention_type": None,
-    "decoder_channels": [16, 16, 16, 16, 16],
-    "norm": "batch",
-    "channels_last": False,
-}
 
 
 class NoNoise:
@@ -203,24 +193,15 @@ def test_settings_come_from_the_config_and_unknown_keys_are_named():
 
 
 def test_report_writes_the_image_quality_section(tmp_path):
-    from lightning_modules.nets.checkpoints import save_weights
-    from lightning_modules.nets.unet import DenoisingUnet
-
     data = make_paired_dataset(tmp_path / "data", {"train": 1, "test": 2})
-    run = tmp_path / "run"
-    run.mkdir()
-    physical = {"_target_": "datamodules.noise.PhysicalNoiseModel", "I0": 2000.0, "sigma_e": 5.0}
     data_cfg = {
         "_target_": "datamodules.datamodule.SimulatedDataModule",
         "root": str(data),
-        "noise": physical,
+        "noise": PHYSICAL_NOISE,
         "dose": [0.05, 1.0],
         "seed": 1,
     }
-    OmegaConf.save(OmegaConf.create({"data": data_cfg, "seed": 0}), run / "run_config.yaml")
-    torch.manual_seed(0)
-    net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
-    save_weights(run / "checkpoints" / "best_model.pth", net, TINY_NET)
+    run = write_untrained_run(tmp_path / "run", data_cfg)
     out = tmp_path / "report"
     summary = run_report(
         run,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import make_paired_dataset, run_report, smooth_image
+from conftest import PHYSICAL_NOISE, make_paired_dataset, run_report, smooth_image, write_untrained_run
 from omegaconf import OmegaConf
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -20,20 +20,10 @@ from datamodules.splits import eval_seed
 from lightning_modules.classical.anscombe import gat_forward, gat_inverse_algebraic, gat_inverse_unbiased
 from lightning_modules.classical.baselines import apply_baseline, select_baselines
 from lightning_modules.classical.stabilisers import fit_affine_degradation, stabiliser_for
-from lightning_modules.nets.checkpoints import save_weights
-from lightning_modules.nets.unet import DenoisingUnet
 from lightning_modules.report.stats import equivalent_dose, mean_ci
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_BM3D = importlib.util.find_spec("bm3d") is not None
-TINY_NET = {
-    "encoder_name": "resnet18",
-    "residual": True,
-    "decoder_attention_type": None,
-    "decoder_channels": [16, 16, 16, 16, 16],
-    "norm": "batch",
-    "channels_last": False,
-}
 
 
 # --- Generalised Anscombe Transform ---------------------------------------------------------------
@@ -149,23 +139,18 @@ def runs(tmp_path_factory):
     """A paired-layout dataset and two run folders (simulated dose-blind, real pairs), untrained tiny nets."""
     base = tmp_path_factory.mktemp("report")
     data = make_paired_dataset(base / "data", {"train": 2, "test": 3})
-    torch.manual_seed(0)
-    net = DenoisingUnet(**{k: v for k, v in TINY_NET.items() if k != "channels_last"})
-    physical = {"_target_": "datamodules.noise.PhysicalNoiseModel", "I0": 2000.0, "sigma_e": 5.0}
     data_cfgs = {
         "simulated": {
             "_target_": "datamodules.datamodule.SimulatedDataModule",
             "root": str(data),
-            "noise": physical,
+            "noise": PHYSICAL_NOISE,
             "dose": [0.05, 1.0],
             "seed": 1234,
         },
         "paired": {"_target_": "datamodules.datamodule.PairedDataModule", "root": str(data)},
     }
     for name, data_cfg in data_cfgs.items():
-        (base / name).mkdir()
-        OmegaConf.save(OmegaConf.create({"data": data_cfg, "seed": 0}), base / name / "run_config.yaml")
-        save_weights(base / name / "checkpoints" / "best_model.pth", net, TINY_NET)
+        write_untrained_run(base / name, data_cfg)
     return base, data
 
 
