@@ -43,8 +43,17 @@ def test_physical_recipe_chains_its_stages_from_the_pretrained_weights(tmp_path)
     cfg = compose_config("train", ["experiment=physical", "data.root=somewhere"])
     assert cfg.init_weights == "pretrained"  # the shipped cxr-pairs weights, committed: nothing out of git history
     stages = {name: OmegaConf.to_container(c, resolve=True) for name, c in stage_configs(cfg, tmp_path / "run")}
-    assert list(stages) == ["family", "second_cycle", "low_noise", "mse", "mse_longer", "mse_faster", "input_block"]
-    family, second, low_noise, mse, _, faster, last = stages.values()
+    assert list(stages) == [
+        "family",
+        "second_cycle",
+        "low_noise",
+        "mse",
+        "mse_longer",
+        "mse_faster",
+        "input_block",
+        "input_block_longer",
+    ]
+    family, second, low_noise, mse, _, faster, block, last = stages.values()
     assert family["optim"]["lr"] == 5e-4 and second["optim"]["lr"] == low_noise["optim"]["lr"] == 3e-4
     assert family["data"]["dose"] == second["data"]["dose"] == [0.02, 1.0] and low_noise["data"]["dose"] == [0.02, 4.0]
     assert second["data"]["noise"]["physical_share"] == 0.55 and low_noise["data"]["noise"]["physical_share"] == 0.5
@@ -52,6 +61,7 @@ def test_physical_recipe_chains_its_stages_from_the_pretrained_weights(tmp_path)
     assert low_noise["loss"]["name"] == "l1" and mse["loss"]["name"] == last["loss"]["name"] == "mse"
     assert mse["optim"]["lr"] == 1e-4 and faster["optim"]["lr"] == last["optim"]["lr"] == 2e-4
     assert last["data"] == low_noise["data"] and not faster["model"]["input_block"] and last["model"]["input_block"]
+    assert block["trainer"]["max_epochs"] == 48 and last["trainer"]["max_epochs"] == 54
     # one more stage from the shipped weights takes the last stage's settings
     more = compose_config("train", ["experiment=physical_stage", "data.root=somewhere"])
     assert more.stages is None and more.init_weights == "physical"
