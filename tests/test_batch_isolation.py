@@ -8,30 +8,19 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import compose_config, make_paired_dataset, truncate_file
-from omegaconf import OmegaConf
+from conftest import compose_config, make_paired_dataset, truncate_file, write_untrained_run
 
 from lightning_modules.commands.evaluate import evaluate
 from lightning_modules.commands.report import report
 from lightning_modules.inference.failed_list import FAILED_LIST
-from lightning_modules.nets.checkpoints import save_weights
-from lightning_modules.nets.unet import DenoisingUnet
-
-NET = {"encoder_name": "resnet18", "residual": True, "decoder_channels": [16, 16, 16, 16, 16], "norm": "batch"}
 
 
 @pytest.fixture
 def run(tmp_path) -> tuple[Path, Path]:
     """A paired dataset (2 train, 3 test) and a run folder with an untrained tiny network."""
     data = make_paired_dataset(tmp_path / "data", {"train": 2, "test": 3})
-    torch.manual_seed(0)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
     data_cfg = {"_target_": "datamodules.datamodule.PairedDataModule", "root": str(data)}
-    OmegaConf.save(OmegaConf.create({"data": data_cfg, "seed": 0}), run_dir / "run_config.yaml")
-    save_weights(run_dir / "checkpoints" / "best_model.pth", DenoisingUnet(**NET), NET)
-    return run_dir, data
+    return write_untrained_run(tmp_path / "run", data_cfg), data
 
 
 def test_test_script_evaluates_the_others_and_lists_the_unreadable_image(run, tmp_path):
