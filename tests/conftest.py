@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from datamodules.io.images import write_image
 from datamodules.io.pixels import ImageInfo
 from lightning_modules.commands.resolvers import prepare_hydra
+from lightning_modules.runs.folders import resolve_checkpoint
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 prepare_hydra()
@@ -150,6 +151,15 @@ TINY_NET = {
     "channels_last": False,
 }
 PHYSICAL_NOISE = {"_target_": "datamodules.noise.PhysicalNoiseModel", "I0": 2000.0, "sigma_e": 5.0}
+
+
+def shipped_weights(name: str) -> Path:
+    """The weights file of the shipped model ``ckpt=<name>``, found as every script finds it; the test
+    is skipped where a checkout has none."""
+    try:
+        return resolve_checkpoint(name, None, "logs")[0]
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
 
 
 def write_untrained_run(run: Path, data_cfg: dict) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, shipped_weights
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -21,7 +21,6 @@ from lightning_modules.inference.ensemble import DihedralView
 from lightning_modules.nets.checkpoints import load_network
 from lightning_modules.nets.forward import DEFAULT_EVAL_MARGIN, forward_padded
 from lightning_modules.nets.unet import DenoisingUnet
-from lightning_modules.runs.folders import PRETRAINED_WEIGHTS, shipped_models
 from lightning_modules.runs.records import config_fingerprint
 
 
@@ -86,9 +85,7 @@ def _cxr_pairs_noise():
 def test_every_view_of_the_shipped_models_scores_alike(model, noise, dose, floor):
     """The 10 embedded sample test radiographs with the model's own degradation simulated (the noise
     model fitted to cxr-pairs; photon noise); each of the 8 dihedral views alone, and their average (``tta=8``)."""
-    weights = shipped_models()[model] / PRETRAINED_WEIGHTS
-    if not weights.is_file():
-        pytest.skip(f"no shipped model at {weights}")
+    weights = shipped_weights(model)
     noise = noise()
     high = torch.stack([torch.from_numpy(read_image(path)[0]) for path in list_images(SAMPLE_ROOT / "test")])[:, None]
     low = torch.stack([noise.simulate(h, dose, torch.Generator().manual_seed(i)) for i, h in enumerate(high)])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_config
+from conftest import compose_config, shipped_weights
 
 from datamodules import SAMPLE_ROOT
 from datamodules.io.images import read_image, write_image
@@ -24,7 +24,6 @@ from datamodules.noise import AffineGaussianNoiseModel, PhysicalNoiseModel
 from lightning_modules.commands.denoise import denoise
 from lightning_modules.inference.backends import choose_path, load_predictor
 from lightning_modules.inference.tile_plan import plan_for
-from lightning_modules.runs.folders import PRETRAINED_WEIGHTS, shipped_models
 
 SIZE = 1536
 TILE = 1024
@@ -35,9 +34,7 @@ DEGRADATIONS = {"pretrained": (AffineGaussianNoiseModel(), 1.0), "physical": (Ph
 
 @pytest.fixture(scope="module", params=list(DEGRADATIONS))
 def radiograph(request, tmp_path_factory):
-    weights = shipped_models()[request.param] / PRETRAINED_WEIGHTS
-    if not weights.is_file():
-        pytest.skip(f"no shipped model at {weights}")
+    weights = shipped_weights(request.param)
     high = torch.from_numpy(read_image(list_images(SAMPLE_ROOT / "test")[0])[0])
     noise, dose = DEGRADATIONS[request.param]
     low = noise.simulate(high, dose, torch.Generator().manual_seed(0))
